@@ -1,0 +1,81 @@
+"""Benchmark every DPDCRN preset on this machine: parameters, FLOPs, real-time factor, train step.
+
+Run:  .venv/bin/python bench/bench_models.py [--presets lite-teacher lite-student] [--repeats 5]
+
+Prints one row per preset:
+- params and GFLOP per second of audio (torch.utils.flop_counter, see tfckd_lite.models);
+- RTF: wall time of enhancing 4 s of audio (batch 1, inference, STFT + network + iSTFT)
+  divided by 4 s; below 1 is faster than real time;
+- train step: forward + backward + Adam step on a batch of 8 x 1 s (the lite-size target is
+  about 1 s for the lite teacher), median of --repeats after one warm-up.
+Timings depend on the machine and its load; the README quotes a run on the 2-core CPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from tfckd_lite.models import PRESETS, build_model, count_flops, count_parameters
+from tfckd_lite.stft import SAMPLE_RATE
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up (allocator, oneDNN primitive caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def real_time_factor(model, seconds: float, repeats: int) -> float:
+    wav = torch.randn(1, int(seconds * SAMPLE_RATE)) * 0.1
+    model.eval()
+    return median_seconds(lambda: model.enhance(wav), repeats) / seconds
+
+
+def train_step_seconds(model, batch: int, seconds: float, repeats: int) -> float:
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+    noisy = model.stft(torch.randn(batch, int(seconds * SAMPLE_RATE)) * 0.1)
+    target = noisy * 0.5
+
+    def step():
+        optimiser.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(model(noisy), target)
+        loss.backward()
+        optimiser.step()
+
+    return median_seconds(step, repeats)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of a training item")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'preset':<14} {'C':>4} {'N':>2} {'params':>10} {'GFLOP/s':>8} {'RTF':>6} "
+          f"{'train step (s)':>15}")
+    for name in args.presets:
+        model = build_model(name)
+        cfg = model.config
+        params = count_parameters(model)
+        gflops = count_flops(model) / 1e9
+        rtf = real_time_factor(model, 4.0, args.repeats)
+        step = train_step_seconds(model, args.batch, args.seconds, args.repeats)
+        print(f"{name:<14} {cfg.channels:>4} {cfg.dual_path_layers:>2} {params:>10,} "
+              f"{gflops:>8.2f} {rtf:>6.3f} {step:>15.3f}", flush=True)
+    print(f"(train step: batch {args.batch} x {args.seconds:g} s, Adam, median of {args.repeats})")
+
+
+if __name__ == "__main__":
+    main()
