@@ -1,0 +1,61 @@
+"""Project-level checks: packaging files agree, the CLI starts, the notebooks are well formed."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _requirements_from_pyproject() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        reqs.extend(extra)
+    return dict(_split(r) for r in reqs)
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
+    assert match, f"cannot parse requirement {requirement!r}"
+    return match.group(1).lower().replace("_", "-"), match.group(2).replace(" ", "")
+
+
+def test_environment_yml_agrees_with_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    from_env = dict(_split(r) for r in pip_section)
+    from_pyproject = _requirements_from_pyproject()
+    assert from_env == from_pyproject, (
+        "environment.yml and pyproject.toml list different requirements:\n"
+        f"only in pyproject: {sorted(set(from_pyproject.items()) - set(from_env.items()))}\n"
+        f"only in environment.yml: {sorted(set(from_env.items()) - set(from_pyproject.items()))}")
+
+
+def test_torch_is_pinned_to_the_local_cpu_wheel():
+    assert _requirements_from_pyproject()["torch"] == "==2.13.0"
+
+
+def test_cli_help_runs():
+    out = subprocess.run([sys.executable, "-m", "tfckd_lite", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "model" in out
+
+
+def test_notebooks_are_stored_without_outputs_and_with_a_python_kernel():
+    notebooks = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+    assert notebooks, "no notebooks found"
+    for path in notebooks:
+        if ".ipynb_checkpoints" in path.parts:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.get("kernelspec", {}).get("language") == "python", path
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs, f"{path.name}: commit notebooks without outputs"
