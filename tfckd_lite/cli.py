@@ -15,6 +15,7 @@ import sys
 # name of the module that provides register(subparsers), in the order shown by --help
 COMMAND_MODULES = [
     "tfckd_lite.models.cli",
+    "tfckd_lite.data.cli",
 ]
 
 

@@ -1,0 +1,23 @@
+"""Data: the reduced offline dataset, loaders for real corpora, batches for training.
+
+Notebook: 01_signals_and_data.ipynb
+
+- :func:`build_dataset` builds the reduced set (``mini`` or ``small`` profile) from recorded
+  asterisk prompts and espeak-ng voices mixed with procedural noise, in the VoiceBank+DEMAND
+  layout, deterministically (``builder.py``, ``speech.py``, ``noise.py``).
+- :func:`open_corpus` opens the reduced set, VoiceBank+DEMAND, DNS Challenge or L3DAS23 as a
+  :class:`PairedDataset` of ``(noisy, clean, name)`` items (``corpora.py``).
+- :func:`make_loader` gives fixed-shape training batches or whole test utterances
+  (``loader.py``).
+"""
+
+from .builder import (PROFILES, MissingSourceWarning, Profile, build_dataset, load_manifest,
+                      verify_dataset)
+from .corpora import CorpusError, PairedDataset, PairEntry, detect_kind, open_corpus
+from .loader import EvalLoader, TrainLoader, make_loader
+from .noise import NOISE_TYPES, make_noise, mix_at_snr, snr_db
+
+__all__ = ["PROFILES", "Profile", "MissingSourceWarning", "build_dataset", "load_manifest",
+           "verify_dataset", "CorpusError", "PairedDataset", "PairEntry", "detect_kind",
+           "open_corpus", "EvalLoader", "TrainLoader", "make_loader", "NOISE_TYPES",
+           "make_noise", "mix_at_snr", "snr_db"]
