@@ -13,12 +13,13 @@ export IPYTHONDIR          := $(abspath $(VENV))/etc/ipython
 export MPLCONFIGDIR        := $(abspath $(VENV))/etc/matplotlib
 PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup lab test unit notebooks bench clean help
+.PHONY: setup lab test unit notebooks bench clean help system-deps data
 
 help:
 	@echo "make lab    - set up .venv and open JupyterLab on the overview notebook"
 	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval)"
 	@echo "make bench  - print model benchmarks for this machine"
+	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
 
 # The stamp is rebuilt only when the dependency list changes, so a second run is instant.
 # torch is installed first on its own, pinned, so that no dependency can pull a CUDA build.
@@ -29,7 +30,34 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[lab,test]"
 	@touch $(STAMP)
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
+
+# Real recorded speech for the reduced dataset: the asterisk G.722 prompt packages (Debian).
+# Instant when present; installed with apt-get when running as root (CI); otherwise a hint is
+# printed and the build goes on (the dataset builder then makes an espeak-only set).
+ASTERISK_SOUNDS   ?= /usr/share/asterisk/sounds
+ASTERISK_DIRS     := en_US_f_Allison es_MX_f_Allison fr_CA_f_June it_IT_m_Carlo ru_RU_f_IvrvoiceRU
+ASTERISK_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 \
+                     asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 \
+                     asterisk-core-sounds-ru-g722 asterisk-core-sounds-en
+system-deps:
+	@missing=""; for d in $(ASTERISK_DIRS); do \
+	  test -d "$(ASTERISK_SOUNDS)/$$d" || missing="$$missing $$d"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing the asterisk prompt packages (missing:$$missing)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     --no-install-recommends $(ASTERISK_PACKAGES) >/dev/null) \
+	  || echo "WARNING: apt-get failed; the dataset will be espeak-only"; \
+	else \
+	  echo "NOTE: recorded speech missing (asterisk prompt folders:$$missing)."; \
+	  echo "      Install it with: sudo apt-get install -y --no-install-recommends $(ASTERISK_PACKAGES)"; \
+	  echo "      Continuing; the dataset builder will make an espeak-only set."; \
+	fi
+
+# The 'small' reduced dataset for real training (about a minute; verified and skipped when built).
+data: setup
+	$(PY) -m tfckd_lite data build --profile small --out data/generated/small
 
 lab: setup
 	cd notebooks && ../$(VENV)/bin/jupyter lab 00_overview.ipynb
