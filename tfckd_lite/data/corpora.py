@@ -21,8 +21,8 @@ l3das23      ``L3DAS23_Task1_{train100,train360,dev}/data/<id>_A.wav`` (4-channe
 ===========  =========================================================================================
 
 Splits: ``train``, ``valid``, ``test`` and ``all``. Where a corpus has no official validation
-split (DNS synthesizer output, L3DAS23, a bare folder), ``valid`` is the 5 % of ``train``
-whose names hash lowest (stable, independent of file order) and ``train`` is the rest. L3DAS23's
+split (DNS synthesizer output, L3DAS23, a bare folder), ``valid`` is the 5 % (at least one) of
+``train`` whose names hash lowest (stable, independent of file order) and ``train`` is the rest. L3DAS23's
 ``test`` is its ``dev`` set.
 
 Bad input is reported when the dataset is opened (``check=True`` reads every header): unreadable
@@ -287,18 +287,21 @@ def _unpaired_message(kind, noisy_dir, clean_dir, only_noisy, only_clean, noisy,
     return "\n".join(lines)
 
 
-def _holdout(name: str) -> bool:
-    digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
-    return digest % 100 < HOLDOUT_PERCENT
+def _name_hash(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
 
 
 def _select_split(entries: list[PairEntry], split: str) -> list[PairEntry]:
-    """train/valid by a stable hash of the name (95 % / 5 %); test and all keep everything."""
-    if split == "train":
-        return [e for e in entries if not _holdout(e.name)]
-    if split == "valid":
-        return [e for e in entries if _holdout(e.name)]
-    return list(entries)
+    """train/valid: the 5 % of names with the lowest hash (at least one) form ``valid``.
+
+    A hash of the name, not the file order, decides, so the split is stable; ``test`` and
+    ``all`` keep everything.
+    """
+    if split not in ("train", "valid") or len(entries) < 2:
+        return list(entries)
+    count = max(1, round(len(entries) * HOLDOUT_PERCENT / 100))
+    held = set(sorted((e.name for e in entries), key=_name_hash)[:count])
+    return [e for e in entries if (e.name in held) == (split == "valid")]
 
 
 def _read_log(path: Path) -> dict[str, dict]:
@@ -472,6 +475,10 @@ def _l3das_entries(folder: Path, mics: str, unpaired: str, kind: str) -> list[Pa
     if problems and unpaired == "error":
         raise CorpusError(f"{kind}: unpaired files (pass unpaired='skip' to leave them out)\n"
                           + "\n".join(problems))
+    skipped = len(set(noisy) ^ set(clean)) + len(set(incomplete) & set(clean))
+    if problems:
+        warnings.warn(f"{kind}: skipping {skipped} ids of {folder.name} without a complete "
+                      f"pair", stacklevel=3)
     return [PairEntry(k, tuple(complete[k][m] for m in wanted), clean[k])
             for k in sorted(set(complete) & set(clean))]
 

@@ -1,0 +1,113 @@
+"""make_loader: fixed-shape training batches, reproducible epochs (and resumes), whole-utterance
+evaluation, multi-channel batches."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tfckd_lite.data import PairedDataset, build_dataset, make_loader, open_corpus
+
+
+@pytest.fixture(scope="module")
+def train_set(tmp_path_factory):
+    root = build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
+    return open_corpus(root, "train")
+
+
+def _batches(loader):
+    return [(n.clone(), c.clone()) for n, c in loader]
+
+
+def test_every_training_batch_has_the_configured_shape(train_set):
+    loader = make_loader(train_set, batch_size=6, segment_seconds=1.0, seed=0)
+    assert len(loader) == 64 // 6 == 10 and loader.segment_samples == 16000
+    batches = _batches(loader)
+    assert len(batches) == 10                                   # the incomplete batch is dropped
+    for noisy, clean in batches:
+        assert noisy.shape == clean.shape == (6, 16000)
+        assert noisy.dtype == clean.dtype == torch.float32
+        assert (noisy - clean).abs().sum() > 0
+
+
+def test_short_utterances_are_zero_padded_at_the_end(train_set):
+    seconds = 3.0                                               # mini clips last 1-2.5 s
+    loader = make_loader(train_set, batch_size=8, segment_seconds=seconds, seed=0)
+    noisy, clean = next(iter(loader))
+    assert noisy.shape == (8, 48000)
+    assert torch.all(clean[:, -8000:] == 0) and torch.all(noisy[:, -8000:] == 0)
+    assert torch.all(clean.abs().sum(-1) > 0)
+
+
+def test_crops_come_from_the_right_pair(train_set):
+    loader = make_loader(train_set, batch_size=4, segment_seconds=0.5, seed=3)
+    noisy, clean = next(iter(loader))
+    whole = [train_set.load(i) for i in range(len(train_set))]
+    for n, c in zip(noisy.numpy(), clean.numpy()):
+        found = False
+        for wn, wc in whole:
+            hits = np.flatnonzero(wc[:len(wc) - len(c) + 1] == c[0])
+            if any(np.array_equal(wc[h:h + len(c)], c) and np.array_equal(wn[h:h + len(n)], n)
+                   for h in hits):
+                found = True
+                break
+        assert found, "a crop does not come from one aligned noisy/clean pair"
+
+
+def test_epochs_are_a_function_of_seed_and_epoch_and_resume_exactly(train_set):
+    loader = make_loader(train_set, batch_size=8, segment_seconds=0.5, seed=7)
+    epoch0 = _batches(loader)
+    epoch1 = _batches(loader)                                   # a full pass advances the epoch
+    assert loader.epoch == 2
+    assert not torch.equal(epoch0[0][1], epoch1[0][1])
+    again = make_loader(train_set, batch_size=8, segment_seconds=0.5, seed=7)
+    for (a, b), (c, d) in zip(epoch0, _batches(again)):
+        assert torch.equal(a, c) and torch.equal(b, d)
+    resumed = make_loader(train_set, batch_size=8, segment_seconds=0.5, seed=7, epoch=1)
+    for (a, b), (c, d) in zip(epoch1, _batches(resumed)):
+        assert torch.equal(a, c) and torch.equal(b, d)
+    resumed.set_epoch(0)
+    assert torch.equal(next(iter(resumed))[1], epoch0[0][1])
+    other_seed = make_loader(train_set, batch_size=8, segment_seconds=0.5, seed=8)
+    assert not torch.equal(next(iter(other_seed))[1], epoch0[0][1])
+
+
+def test_worker_processes_change_nothing(train_set):
+    small = train_set.subset(16)
+    serial = _batches(make_loader(small, batch_size=4, segment_seconds=0.25, seed=1))
+    parallel = _batches(make_loader(small, batch_size=4, segment_seconds=0.25, seed=1,
+                                    num_workers=2))
+    assert len(serial) == len(parallel) == 4
+    for (a, b), (c, d) in zip(serial, parallel):
+        assert torch.equal(a, c) and torch.equal(b, d)
+
+
+def test_evaluation_mode_gives_whole_utterances_in_order(train_set):
+    subset = train_set.subset(5)
+    items = list(make_loader(subset, batch_size=8, train=False))
+    assert len(items) == 5
+    for i, (noisy, clean, names) in enumerate(items):
+        assert names == [subset.names[i]]
+        assert noisy.shape == clean.shape == (1, subset.lengths[i])
+
+
+def test_impossible_batches_are_refused(train_set):
+    with pytest.raises(ValueError, match="fewer than one batch of 8"):
+        make_loader(train_set.subset(5), batch_size=8, segment_seconds=1.0)
+    with pytest.raises(ValueError, match="positive segment_seconds"):
+        make_loader(train_set, batch_size=8, segment_seconds=None)
+
+
+def test_multichannel_batches(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        n = 12000 + 2000 * i
+        (tmp_path / "noisy").mkdir(exist_ok=True)
+        (tmp_path / "clean").mkdir(exist_ok=True)
+        sf.write(str(tmp_path / "noisy" / f"u{i}.wav"), 0.1 * rng.standard_normal((n, 4)), 16000)
+        sf.write(str(tmp_path / "clean" / f"u{i}.wav"), 0.1 * rng.standard_normal(n), 16000)
+    ds = PairedDataset.from_folders(tmp_path / "noisy", tmp_path / "clean", multichannel=True)
+    noisy, clean = next(iter(make_loader(ds, batch_size=2, segment_seconds=1.0)))
+    assert noisy.shape == (2, 4, 16000) and clean.shape == (2, 16000)
+    noisy, clean, _ = next(iter(make_loader(ds, train=False)))
+    assert noisy.shape == (1, 4, 12000) and clean.shape == (1, 12000)
