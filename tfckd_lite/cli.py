@@ -16,6 +16,7 @@ import sys
 COMMAND_MODULES = [
     "tfckd_lite.models.cli",
     "tfckd_lite.data.cli",
+    "tfckd_lite.train",
 ]
 
 

@@ -109,3 +109,35 @@ def plot_influence(curves: dict, frame: int, ax=None, title: str | None = None):
     if title:
         ax.set_title(title)
     return fig, ax, artists
+
+
+def plot_training_curves(history: list[dict], axes=None):
+    """Training loss and validation PESQ-WB / SI-SDR per epoch from ``fit(...).history``.
+
+    Notebook: 03_training.ipynb
+
+    ``axes`` is an optional pair of axes; returns ``(fig, axes, lines)``.
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+    else:
+        fig = axes[0].figure
+    epochs = [h["epoch"] for h in history]
+    lines = [axes[0].plot(epochs, [h["train"]["total"] for h in history], marker="o",
+                          label="training loss")[0]]
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=8)
+    pesq_ax = axes[1]
+    lines.append(pesq_ax.plot(epochs, [h["valid"].get("pesq_wb") for h in history], marker="o",
+                              color="C1", label="valid PESQ-WB")[0])
+    pesq_ax.set_xlabel("epoch")
+    pesq_ax.set_ylabel("PESQ-WB")
+    sdr_ax = pesq_ax.twinx()
+    lines.append(sdr_ax.plot(epochs, [h["valid"].get("si_sdr") for h in history], marker="s",
+                             color="C2", label="valid SI-SDR")[0])
+    sdr_ax.set_ylabel("SI-SDR (dB)")
+    pesq_ax.legend(handles=lines[1:], fontsize=8, loc="lower right")
+    return fig, axes, lines

@@ -1,0 +1,139 @@
+import json
+import math
+
+import pytest
+import torch
+
+from tfckd_lite.checkpoint import load_model, read_model_description
+from tfckd_lite.data import build_dataset, open_corpus
+from tfckd_lite.models import DPDCRN, DPDCRNConfig
+from tfckd_lite.train import (SupervisedTask, TrainConfig, fit, learning_rate, manifest_sha256)
+
+TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    return build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
+
+
+@pytest.fixture(scope="module")
+def splits(mini):
+    return open_corpus(mini, "train"), open_corpus(mini, "valid")
+
+
+def _config(**kw):
+    base = dict(epochs=2, batch_size=4, steps_per_epoch=3, warmup_steps=2, valid_clips=2,
+                lr=3e-3, seed=7, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _task(seed=0):
+    torch.manual_seed(seed)
+    return SupervisedTask(DPDCRN(TINY))
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, final_lr_ratio=0.05)
+    assert learning_rate(0, 100, cfg) == pytest.approx(1e-4)
+    assert learning_rate(9, 100, cfg) == pytest.approx(1e-3)
+    assert learning_rate(10, 100, cfg) == pytest.approx(1e-3)
+    assert learning_rate(100, 100, cfg) == pytest.approx(5e-5)
+    values = [learning_rate(s, 100, cfg) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_fit_writes_best_model_history_and_state(tmp_path, splits):
+    train_set, valid_set = splits
+    result = fit(_task(), train_set, valid_set, tmp_path, _config(), progress=False,
+                 description={"preset": "tiny"}, valid_workers=1)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert all(math.isfinite(h["train"]["total"]) for h in result.history)
+    assert {"pesq_wb", "si_sdr", "input_pesq_wb"} <= set(result.history[0]["valid"])
+    model = load_model(result.best_path)
+    assert model.config == TINY
+    description = read_model_description(result.best_path)
+    assert description["preset"] == "tiny"
+    assert description["metrics"]["epoch"] == result.best_metrics["epoch"]
+    assert json.loads((tmp_path / "history.json").read_text()) == result.history
+
+
+def test_training_reduces_the_loss_on_a_fixed_batch(splits):
+    torch.manual_seed(0)
+    task = _task()
+    from tfckd_lite.data import make_loader
+
+    noisy, clean = next(iter(make_loader(splits[0], batch_size=4, segment_seconds=1.0, seed=0)))
+    spec_noisy, spec_clean = task.model.stft(noisy), task.model.stft(clean)
+    opt = torch.optim.AdamW(task.trainable_parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = task(spec_noisy, spec_clean)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, splits):
+    train_set, valid_set = splits
+    config = _config(checkpoint_every=1)
+    straight = fit(_task(), train_set, valid_set, tmp_path / "straight", config, progress=False,
+                   valid_workers=1)
+
+    task = _task()
+    original_forward = task.forward
+    calls = {"n": 0}
+
+    def dying_forward(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:              # second epoch, second step: like a killed process
+            raise Interrupt()
+        return original_forward(*args)
+
+    task.forward = dying_forward
+    with pytest.raises(Interrupt):
+        fit(task, train_set, valid_set, tmp_path / "resumed", config, progress=False,
+            valid_workers=1)
+    fresh = _task(seed=123)              # a new process: different initial weights
+    resumed = fit(fresh, train_set, valid_set, tmp_path / "resumed", config, progress=False,
+                  valid_workers=1)
+    for a, b in zip(straight_model_params(tmp_path / "straight"), fresh.model.parameters()):
+        assert torch.equal(a, b)
+    assert [h["train"] for h in resumed.history] == [h["train"] for h in straight.history]
+
+
+def straight_model_params(run_dir):
+    from tfckd_lite.checkpoint import STATE_FORMAT, _read
+
+    tensors, _ = _read(run_dir / "last.state.safetensors", STATE_FORMAT)
+    model = DPDCRN(TINY)
+    model.load_state_dict({k[len("module.model."):]: v for k, v in tensors.items()
+                           if k.startswith("module.model.")})
+    return list(model.parameters())
+
+
+def test_resume_with_another_config_is_refused(tmp_path, splits):
+    train_set, valid_set = splits
+    fit(_task(), train_set, valid_set, tmp_path, _config(epochs=1), progress=False, valid_workers=1)
+    with pytest.raises(ValueError, match="another config"):
+        fit(_task(), train_set, valid_set, tmp_path, _config(epochs=1, lr=1e-2), progress=False,
+            valid_workers=1)
+
+
+def test_non_finite_loss_stops_training(tmp_path, splits):
+    task = _task()
+    task.se_loss = lambda est, ref: (est - ref).square().mean() * float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        fit(task, *splits, tmp_path, _config(epochs=1), progress=False, valid_workers=1)
+
+
+def test_manifest_hash(mini, tmp_path):
+    assert len(manifest_sha256(mini)) == 64
+    assert manifest_sha256(tmp_path) is None

@@ -1,0 +1,347 @@
+"""Training engine: one loop for plain training and for every distillation method.
+
+Notebook: 03_training.ipynb
+
+The loop trains a *task*: a module whose ``forward(noisy_spec, clean_spec)`` returns a dict of
+named scalar losses including ``"total"``, with ``trainable_parameters()`` and the network being
+trained as ``task.model``. :class:`SupervisedTask` wraps a DPDCRN and the SE loss; the
+distillers of :mod:`tfckd_lite.distill` follow the same protocol, so one loop, one checkpoint
+format and one resume logic serve every method.
+
+Choices (the paper leaves them open, TFCKD.md section 7), and why:
+
+- AdamW, peak learning rate 1e-3, no weight decay by default: the usual setting for CRN-type
+  enhancers of this size; linear warm-up (200 steps) then cosine decay to 5 % of the peak over
+  the run, a schedule that depends on the global step only, so a resumed run follows exactly
+  the same curve.
+- Gradient-norm clipping at 5: recurrent layers occasionally spike early in training.
+- 1 s segments (63 frames), batch 8: the calibration blocks of I2S-TFCKD are built for a fixed
+  batch size and frame count, and 8 is the released demo's batch size.
+- Validation after every epoch on PESQ-WB and SI-SDR of whole utterances; the best epoch by
+  validation PESQ-WB (the paper's headline metric) is kept as ``best.safetensors``.
+- Resumability: a training state is written atomically at the end of every epoch (and every
+  ``checkpoint_every`` steps); batches are a pure function of (seed, epoch, position), so a run
+  that is killed and resumed ends with the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_training_state, save_model, save_training_state
+from .losses import compressed_spectral_loss
+
+STATE_FILE = "last.state.safetensors"
+BEST_FILE = "best.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run (stored in the checkpoint; a resume must match).
+
+    Notebook: 03_training.ipynb
+    """
+
+    epochs: int = 30
+    batch_size: int = 8
+    segment_seconds: float = 1.0
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    final_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    seed: int = 0
+    steps_per_epoch: int | None = None      # cap on batches per epoch (None: the whole set)
+    valid_clips: int | None = None          # cap on validation utterances (None: all)
+    checkpoint_every: int = 0               # also save the state every N steps (0: epochs only)
+    device: str = "auto"                    # "auto": CUDA when present, else CPU
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.segment_seconds <= 0 or self.lr <= 0:
+            raise ValueError(f"invalid training config: {self}")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch.device.
+
+    Notebook: 03_training.ipynb
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class SupervisedTask(nn.Module):
+    """A DPDCRN trained on the SE loss alone (the student baseline and the teacher).
+
+    Notebook: 03_training.ipynb
+    """
+
+    def __init__(self, model: nn.Module,
+                 se_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = compressed_spectral_loss):
+        super().__init__()
+        self.model = model
+        self.se_loss = se_loss
+
+    def forward(self, noisy_spec: torch.Tensor, clean_spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = self.se_loss(self.model(noisy_spec), clean_spec)
+        return {"se": loss, "total": loss}
+
+    def trainable_parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Warm-up then cosine decay, as a pure function of the global step.
+
+    Notebook: 03_training.ipynb
+    """
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    floor = config.final_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+    best_path: Path | None = None
+    best_metrics: dict | None = None
+
+
+def manifest_sha256(data_root: str | Path) -> str | None:
+    """sha256 of a reduced dataset's manifest (None for a real corpus, which has none).
+
+    Notebook: 03_training.ipynb
+
+    The manifest lists every file with its own sha256, so this one hash pins the exact data a
+    model was trained on.
+    """
+    import hashlib
+
+    from .data import load_manifest
+
+    try:
+        load_manifest(data_root)                   # validates that it is ours
+    except (FileNotFoundError, ValueError):
+        return None
+    from .data.builder import MANIFEST
+    return hashlib.sha256((Path(data_root) / MANIFEST).read_bytes()).hexdigest()
+
+
+def validate(model: nn.Module, valid_set, max_clips: int | None = None,
+             workers: int | None = None) -> dict[str, float]:
+    """Mean PESQ-WB and SI-SDR (and their input values) of ``model`` on whole utterances.
+
+    Notebook: 03_training.ipynb
+    """
+    from .metrics import evaluate
+
+    model.eval()
+    summary = evaluate(model.enhance, valid_set, metrics=("pesq_wb", "si_sdr"),
+                       max_clips=max_clips, workers=workers, progress=False)["summary"]
+    return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
+
+
+def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
+        config: TrainConfig | None = None, progress: bool = True, resume: bool = True,
+        description: dict | None = None, valid_workers: int | None = None) -> TrainResult:
+    """Train ``task`` on ``train_set``, validating on ``valid_set`` after every epoch.
+
+    Notebook: 03_training.ipynb
+
+    Writes into ``run_dir``: ``last.state.safetensors`` (resume state), ``best.safetensors`` (+
+    ``.json``) with the best epoch's network and its validation metrics, and
+    ``history.json``. With ``resume=True`` an existing state in ``run_dir`` is continued; its
+    config must equal ``config``. ``description`` (e.g. preset, data manifest hash, command) is
+    stored with the best weights.
+    """
+    from .checkpoint import atomic_write_bytes
+    from .data import make_loader
+    import json
+
+    config = config or TrainConfig()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    model = task.model
+    task.to(device)
+    params = list(task.trainable_parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    def batches(epoch: int):
+        return make_loader(train_set, batch_size=config.batch_size,
+                           segment_seconds=config.segment_seconds, train=True, seed=config.seed,
+                           epoch=epoch)
+
+    steps_per_epoch = len(batches(0))
+    if config.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ValueError(f"the training set yields no full batch of {config.batch_size}")
+    total_steps = config.epochs * steps_per_epoch
+    comparable = {k: v for k, v in asdict(config).items() if k != "device"}
+
+    counters = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [],
+                "running": {}, "best": None, "config": comparable}
+    state_path = run_dir / STATE_FILE
+    if resume and state_path.exists():
+        counters = load_training_state(state_path, task, optimizer)
+        if counters["config"] != comparable:
+            changed = {k: (counters["config"].get(k), v) for k, v in comparable.items()
+                       if counters["config"].get(k) != v}
+            raise ValueError(f"{state_path} was written with another config (saved, now): "
+                             f"{changed}; use a new run folder or resume=False")
+        if progress:
+            print(f"resuming {run_dir} at epoch {counters['epoch'] + 1}, "
+                  f"step {counters['step_in_epoch']}")
+
+    def save_state():
+        save_training_state(state_path, task, optimizer, counters)
+
+    for epoch in range(counters["epoch"], config.epochs):
+        task.train()
+        started = time.perf_counter()
+        running = counters["running"]
+        bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"], disable=not progress,
+                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        for position, (noisy, clean) in enumerate(batches(epoch)):
+            if position >= steps_per_epoch:
+                break
+            if position < counters["step_in_epoch"]:
+                continue                       # already trained before the interruption
+            noisy, clean = noisy.to(device), clean.to(device)
+            losses = task(model.stft(noisy), model.stft(clean))
+            total = losses["total"]
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {position}: "
+                                         f"{ {k: float(v.detach()) for k, v in losses.items()} }")
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(counters["global_step"], total_steps, config)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            for key, value in losses.items():
+                running[key] = running.get(key, 0.0) + float(value.detach())
+            counters["step_in_epoch"] += 1
+            counters["global_step"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{running['total'] / counters['step_in_epoch']:.4f}")
+            if config.checkpoint_every and counters["global_step"] % config.checkpoint_every == 0:
+                save_state()
+        bar.close()
+        train_means = {k: v / max(1, counters["step_in_epoch"]) for k, v in running.items()}
+        metrics = validate(model, valid_set, config.valid_clips, valid_workers)
+        record = {"epoch": epoch + 1, "train": train_means, "valid": metrics,
+                  "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": round(time.perf_counter() - started, 2)}
+        counters["history"].append(record)
+        score = metrics.get("pesq_wb", float("nan"))
+        if counters["best"] is None or score > counters["best"]["pesq_wb"]:
+            counters["best"] = {"epoch": epoch + 1, **metrics}
+            save_model(run_dir / BEST_FILE, model, metrics=counters["best"], train_config=comparable,
+                       **(description or {}))
+        if progress:
+            print(f"epoch {epoch + 1}/{config.epochs}: loss {train_means['total']:.4f}, valid "
+                  f"PESQ-WB {metrics.get('pesq_wb', float('nan')):.3f}, SI-SDR "
+                  f"{metrics.get('si_sdr', float('nan')):.2f} dB ({record['seconds']:.0f} s)")
+        counters.update(epoch=epoch + 1, step_in_epoch=0, running={})
+        save_state()
+        atomic_write_bytes(run_dir / "history.json",
+                           (json.dumps(counters["history"], indent=2) + "\n").encode())
+
+    return TrainResult(run_dir=run_dir, history=counters["history"], best_path=run_dir / BEST_FILE,
+                       best_metrics=counters["best"])
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+def register(subparsers) -> None:
+    """``train`` and ``evaluate`` subcommands of ``python -m tfckd_lite``."""
+    defaults = TrainConfig()
+    p = subparsers.add_parser("train", help="train a DPDCRN preset on a paired corpus")
+    p.add_argument("--preset", required=True, help="lite-teacher, lite-student, paper-...")
+    p.add_argument("--data", required=True, help="corpus root (reduced set, VoiceBank, DNS, ...)")
+    p.add_argument("--out", required=True, help="run folder (resumed if it holds a state)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--segment-seconds", type=float, default=defaults.segment_seconds)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--valid-clips", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
+    p.set_defaults(func=_train_command)
+
+    p = subparsers.add_parser("evaluate", help="PESQ/STOI/ESTOI/SI-SDR of a model on a split")
+    p.add_argument("--model", required=True,
+                   help="a .safetensors model file, a shipped model name, or 'noisy'")
+    p.add_argument("--data", required=True, help="corpus root")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-clips", type=int, default=None)
+    p.add_argument("--json", default=None, help="write per-clip scores and summary here")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_evaluate_command)
+
+
+def _train_command(args) -> int:
+    import shlex
+    import sys
+
+    from .data import open_corpus
+    from .models import build_model
+
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         segment_seconds=args.segment_seconds, lr=args.lr,
+                         warmup_steps=args.warmup_steps, steps_per_epoch=args.steps_per_epoch,
+                         valid_clips=args.valid_clips, checkpoint_every=args.checkpoint_every,
+                         seed=args.seed, device=args.device)
+    torch.manual_seed(config.seed)
+    model = build_model(args.preset)
+    description = {"preset": args.preset,
+                   "command": "python -m tfckd_lite " + shlex.join(sys.argv[1:])}
+    description["data_manifest_sha256"] = manifest_sha256(args.data)
+    result = fit(SupervisedTask(model), open_corpus(args.data, "train"),
+                 open_corpus(args.data, "valid"), args.out, config,
+                 resume=not args.no_resume, description=description)
+    print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")
+    return 0
+
+
+def _evaluate_command(args) -> int:
+    import json
+
+    from .checkpoint import atomic_write_bytes, load_model
+    from .data import open_corpus
+    from .metrics import evaluate
+
+    dataset = open_corpus(args.data, args.split)
+    if args.model == "noisy":
+        enhance = None
+    else:
+        if Path(args.model).suffix == ".safetensors" or Path(args.model).exists():
+            model = load_model(args.model, map_location=args.device)
+        else:
+            from . import pretrained
+            model = pretrained.load(args.model, map_location=args.device)
+        enhance = model.enhance
+    report = evaluate(enhance, dataset, max_clips=args.max_clips)
+    for key, value in report["summary"].items():
+        print(f"{key:<28} {value:.3f}" if isinstance(value, float) else f"{key:<28} {value}")
+    if args.json:
+        atomic_write_bytes(args.json, (json.dumps(report, indent=2, default=str) + "\n").encode())
+    return 0
