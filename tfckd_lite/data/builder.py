@@ -42,7 +42,6 @@ import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,7 @@ from . import speech
 from .noise import make_noise
 
 FORMAT = "tfckd_lite.reduced_dataset"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2                   # bump whenever a change alters the files built
 MANIFEST = "manifest.json"
 MARKER = ".tfckd_lite_build"          # present from the first byte written by a build
 SPLITS = ("train", "valid", "test")
@@ -194,6 +193,13 @@ def _plan_synthetic(rng, voice: speech.SyntheticSpeaker, profile: Profile) -> di
             "lead": int(round(rng.uniform(0.05, 0.2) * SAMPLE_RATE))}
 
 
+def _balanced(rng, values, count: int) -> list:
+    """``count`` draws in which every value appears equally often (+-1), in random order."""
+    cycles = -(-count // len(values))
+    order = np.concatenate([rng.permutation(len(values)) for _ in range(cycles)])[:count]
+    return [values[int(i)] for i in order]
+
+
 def plan_dataset(profile: Profile, seed: int, prompts: dict, use_espeak: bool) -> dict:
     """Describe every utterance of every split (speaker, speech parts, noise, SNR, level).
 
@@ -223,8 +229,8 @@ def plan_dataset(profile: Profile, seed: int, prompts: dict, use_espeak: bool) -
                                f"the prompts with: {speech.INSTALL_HINT}")
         kinds = ["espeak"] * n_synthetic + ["asterisk"] * (count - n_synthetic)
         order = rng.permutation(count)
-        combos = list(product(NOISE_GRID[split], SNR_GRID[split]))
-        combo_order = rng.permutation(count) % len(combos)
+        noises = _balanced(rng, NOISE_GRID[split], count)
+        snrs = _balanced(rng, SNR_GRID[split], count)
         items, counters = [], {"asterisk": 0, "espeak": 0}
         for position, index in enumerate(order):
             kind = kinds[index]
@@ -240,7 +246,7 @@ def plan_dataset(profile: Profile, seed: int, prompts: dict, use_espeak: bool) -
                 item = {"source": "espeak", "speaker": voice.key,
                         **_plan_synthetic(item_rng, voice, profile)}
             used.add(kind)
-            noise, snr = combos[combo_order[position]]
+            noise, snr = noises[position], snrs[position]
             item.update(name=f"{item['speaker']}_{NAME_PREFIX[split]}{position:04d}",
                         split=split, noise=noise, snr=float(snr),
                         level_db=float(item_rng.uniform(*LEVEL_DB)),
