@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.tfckd-installed
 export JUPYTER_RUNTIME_DIR := $(abspath $(VENV))/share/jupyter/runtime
 export IPYTHONDIR          := $(abspath $(VENV))/etc/ipython
 export MPLCONFIGDIR        := $(abspath $(VENV))/etc/matplotlib
-PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --sanitize-with notebooks/sanitize.cfg
+PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 .PHONY: setup lab test unit notebooks bench clean help system-deps data
 
