@@ -1,0 +1,129 @@
+"""Residual fusion chains (spec TFCKD.md §5): processing order, shapes, exact fast path."""
+
+import copy
+
+import pytest
+import torch
+
+from tfckd_lite.distill import FusionBlock, FusionChain, processing_order
+
+B, T, C = 2, 5, 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small shapes gain nothing from threads; on a shared 2-core machine OpenMP's spinning
+    threads can slow such ops down a hundredfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+# taps in *network* order, as DPDCRN returns them
+SETS = {
+    "encoder": ([C, C, C], [129, 64, 64]),      # E1, E2, E3
+    "dual_path": ([C, C, C], [64, 64, 64]),     # M1..M3
+    "decoder": ([C, C, 2], [64, 129, 257]),     # D1, D2, D3 (the mask)
+}
+
+
+def _taps(set_name, seed=0, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    channels, bins = SETS[set_name]
+    return [(2 * torch.randn(B, c, T, f, generator=g) + 0.5).requires_grad_(requires_grad)
+            for c, f in zip(channels, bins)]
+
+
+def test_processing_orders():
+    assert processing_order("encoder", 3) == [0, 1, 2]          # E1 -> E2 -> E3
+    assert processing_order("dual_path", 4) == [0, 1, 2, 3]     # M1 -> ... -> M4
+    assert processing_order("decoder", 3) == [2, 1, 0]          # D3 -> D2 -> D1
+    with pytest.raises(KeyError):
+        processing_order("bottleneck", 2)
+
+
+@pytest.mark.parametrize("set_name", list(SETS))
+def test_chain_output_shape_and_residual_sizes_follow_the_order(set_name):
+    torch.manual_seed(0)
+    channels, _ = SETS[set_name]
+    chain = FusionChain(set_name, channels, out_channels=7, mid_channels=16, lazy=False)
+    out, residuals = chain(_taps(set_name), return_residuals=True)
+    assert out.shape == (B, 7, T, 64)                            # every chain ends at F = 64
+    assert all(r.shape[:3] == (B, 16, T) for r in residuals)
+    expected_bins = {"encoder": [129, 64, 64], "dual_path": [64, 64, 64],
+                     "decoder": [257, 129, 64]}[set_name]
+    assert [r.shape[-1] for r in residuals] == expected_bins
+    # the first processed member has no gate, the others do
+    assert chain.blocks[0].gate is None and all(b.gate is not None for b in chain.blocks[1:])
+    assert chain.blocks[0].project[0].in_channels == channels[chain.order[0]]
+
+
+def test_decoder_chain_starts_from_the_mask():
+    torch.manual_seed(0)
+    chain = FusionChain("decoder", [C, C, 2], out_channels=C, mid_channels=8)
+    assert chain.blocks[0].project[0].in_channels == 2                 # D3 first
+    assert [b.project[0].in_channels for b in chain.blocks] == [2, C, C]
+
+
+def test_block_follows_the_formula():
+    torch.manual_seed(0)
+    block = FusionBlock(3, mid_channels=4, fuse=True)
+    f = torch.randn(B, 3, T, 10)
+    residual = torch.randn(B, 4, T, 20)
+    got = block(f, residual)
+    x = block.project(f)
+    r = torch.nn.functional.interpolate(residual, size=(T, 10), mode="nearest")
+    a, b = torch.sigmoid(block.gate(torch.cat((x, r), dim=1))).chunk(2, dim=1)
+    torch.testing.assert_close(got, a * x + b * r)
+    with pytest.raises(ValueError, match="needs the residual"):
+        block(f)
+
+
+@pytest.mark.parametrize("set_name", list(SETS))
+def test_lazy_evaluation_equals_the_literal_chain(set_name):
+    torch.manual_seed(0)
+    channels, _ = SETS[set_name]
+    lazy = FusionChain(set_name, channels, out_channels=5, mid_channels=8, lazy=True)
+    with torch.no_grad():                      # move the affine norms away from their init
+        for p in lazy.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    literal = copy.deepcopy(lazy)
+    literal.lazy = False
+    taps = _taps(set_name, seed=1, requires_grad=True)
+    out_lazy, out_literal = lazy(taps), literal(taps)
+    torch.testing.assert_close(out_lazy, out_literal, rtol=1e-4, atol=1e-5)
+    g = torch.randn_like(out_lazy)
+    grads_lazy = torch.autograd.grad(out_lazy, taps + list(lazy.parameters()), g)
+    grads_literal = torch.autograd.grad(out_literal, taps + list(literal.parameters()), g)
+    for a, b in zip(grads_lazy, grads_literal):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_detached_inputs_and_gradients_to_the_chain():
+    torch.manual_seed(0)
+    taps = _taps("encoder", requires_grad=True)
+    chain = FusionChain("encoder", [C, C, C], out_channels=4, mid_channels=8, detach_inputs=True)
+    chain(taps).square().mean().backward()
+    assert all(t.grad is None for t in taps)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in chain.parameters())
+    free = FusionChain("encoder", [C, C, C], out_channels=4, mid_channels=8)
+    free(taps).square().mean().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in taps)
+
+
+def test_silent_taps_are_finite():
+    chain = FusionChain("decoder", [C, C, 2], out_channels=4, mid_channels=8)
+    zeros = [torch.zeros_like(t).requires_grad_() for t in _taps("decoder")]
+    out = chain(zeros)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in chain.parameters() if p.grad is not None)
+
+
+def test_wrong_taps_raise():
+    chain = FusionChain("encoder", [C, C, C], out_channels=4, mid_channels=8)
+    with pytest.raises(ValueError, match="expects 3 taps"):
+        chain(_taps("encoder")[:2])
+    bad = _taps("encoder")
+    bad[1] = bad[1][:, :2]
+    with pytest.raises(ValueError, match="tap 1"):
+        chain(bad)

@@ -1,0 +1,340 @@
+"""The ``Distiller``: a frozen teacher, a student, and named losses (mdistiller style).
+
+Notebook: 05_distillation.ipynb
+
+``Distiller`` is the base class of every method in ``methods.METHODS``; ``TFCKDDistiller`` is
+I2S-TFCKD itself (spec TFCKD.md §§2-6) with the switches used by its ablations. A distiller
+
+* owns the student and a frozen teacher: the teacher's parameters have ``requires_grad=False``,
+  it stays in eval mode whatever ``.train()`` is called with, and it runs under
+  ``torch.no_grad()``, so its outputs are detached targets and no gradient can reach it;
+* takes the base speech-enhancement loss as a callable ``se_loss(enhanced, clean) -> scalar``
+  (the training engine owns it) and the KD weight λ: the student trains on
+  ``total = se + λ · kd``;
+* returns from ``forward(noisy_spec, clean_spec)`` a dict of named scalar tensors: ``se``, one
+  ``kd_<name>`` per distillation term, ``kd`` (their unweighted sum, L_KD) and ``total``;
+  the student-only baseline returns just ``se`` and ``total``;
+* lists its parameters in three groups: ``student_parameters()``, ``extra_parameters()``
+  (calibration, fusion, adaptors: trainable, but not part of the deployed student) and
+  ``trainable_parameters()`` (both, for the optimiser).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .calibration import STREAMS, TFCalibration, uniform_weights
+from .fusion import FUSION_MID_CHANNELS, SET_NAMES, FusionChain
+from .losses import calibrated_set_loss
+from .relations import COSINE_EPS, layer_relations
+
+SELoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def tap_channels(model: nn.Module) -> dict[str, list[int]]:
+    """Channels of every DPDCRN tap per set, in network order, from ``model.config``.
+
+    Notebook: 05_distillation.ipynb
+
+    ``{"encoder": [C, C, C], "dual_path": [C] * N, "decoder": [C, C, 2]}`` (D3 is the mask).
+    """
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "channels") or not hasattr(config, "dual_path_layers"):
+        raise TypeError(f"expected a DPDCRN (a model with .config.channels and "
+                        f".config.dual_path_layers), got {type(model).__name__}")
+    c = config.channels
+    return {"encoder": [c, c, c], "dual_path": [c] * config.dual_path_layers,
+            "decoder": [c, c, 2]}
+
+
+class Distiller(nn.Module):
+    """Base class: student + frozen teacher + SE loss + weighted KD terms.
+
+    Notebook: 05_distillation.ipynb
+
+    ``Distiller(student, teacher, se_loss, kd_weight=1.0)``. Subclasses set ``name`` and
+    implement ``kd_losses(...) -> dict[str, Tensor]`` (keys without the ``kd_`` prefix);
+    ``uses_teacher = False`` (the student-only baseline) makes the teacher optional and unused.
+    ``forward(noisy, clean)`` returns the dict of named losses described in the module docstring.
+    """
+
+    name = "base"
+    uses_teacher = True
+    #: whether kd_losses needs the taps (return_features=True) of student / teacher
+    needs_features = True
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, se_loss: SELoss,
+                 kd_weight: float = 1.0):
+        super().__init__()
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"student must be an nn.Module, got {type(student).__name__}")
+        if not callable(se_loss):
+            raise TypeError(f"se_loss must be a callable (enhanced, clean) -> scalar, got "
+                            f"{type(se_loss).__name__}")
+        if isinstance(kd_weight, bool) or not isinstance(kd_weight, (int, float)) or kd_weight < 0:
+            raise ValueError(f"kd_weight must be a non-negative number, got {kd_weight!r}")
+        self.student = student
+        self.se_loss = se_loss
+        self.kd_weight = float(kd_weight)
+        if self.uses_teacher:
+            if not isinstance(teacher, nn.Module):
+                raise TypeError(f"method {self.name!r} needs a teacher nn.Module, got "
+                                f"{type(teacher).__name__}")
+            if teacher is student:
+                raise ValueError("teacher and student are the same module")
+            s_cfg, t_cfg = getattr(student, "config", None), getattr(teacher, "config", None)
+            if s_cfg is not None and t_cfg is not None and \
+                    getattr(s_cfg, "in_channels", 1) != getattr(t_cfg, "in_channels", 1):
+                raise ValueError(f"teacher takes {t_cfg.in_channels} microphone(s) but the "
+                                 f"student {s_cfg.in_channels}")
+            teacher.requires_grad_(False)
+            teacher.eval()
+            self.teacher = teacher
+        else:
+            self.teacher = None
+        self.last_weights: dict[str, dict[str, torch.Tensor]] = {}
+
+    # ----------------------------------------------------------------- modes and parameters
+    def train(self, mode: bool = True):
+        """Set train/eval mode on the student and extra modules; the teacher stays in eval."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def student_parameters(self) -> list[nn.Parameter]:
+        """The student's own parameters (what is deployed)."""
+        return list(self.student.parameters())
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of the distillation machinery (calibration, fusion, adaptors)."""
+        return [p for name, p in self.named_parameters()
+                if not name.startswith(("student.", "teacher.")) and p.requires_grad]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Student and extra parameters: what the optimiser updates. Never the teacher's."""
+        return self.student_parameters() + self.extra_parameters()
+
+    # ------------------------------------------------------------------------ forward
+    def check_batch(self, noisy: torch.Tensor) -> None:
+        """Raise if this batch cannot be distilled (overridden where sizes are fixed)."""
+
+    def _check_inputs(self, noisy: torch.Tensor, clean: torch.Tensor) -> None:
+        for name, x in (("noisy", noisy), ("clean", clean)):
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                raise ValueError(f"{name} must be a spectrum [B, 2, T, 257], got "
+                                 f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}")
+        if clean.shape[0] != noisy.shape[0] or clean.shape[2:] != noisy.shape[2:]:
+            raise ValueError(f"noisy {tuple(noisy.shape)} and clean {tuple(clean.shape)} "
+                             "spectra do not match in batch, frames or bins")
+
+    def run_models(self, noisy: torch.Tensor):
+        """Student forward (with grad) and teacher forward (no grad, eval).
+
+        Returns ``(student_out, student_taps, teacher_out, teacher_taps)``; taps are ``None``
+        when the method does not need them, the teacher entries ``None`` without a teacher.
+        """
+        if self.needs_features:
+            s_out, s_taps = self.student(noisy, return_features=True)
+        else:
+            s_out, s_taps = self.student(noisy), None
+        t_out = t_taps = None
+        if self.teacher is not None:
+            if self.teacher.training:       # someone called teacher.train() directly
+                self.teacher.eval()
+            with torch.no_grad():
+                if self.needs_features:
+                    t_out, t_taps = self.teacher(noisy, return_features=True)
+                else:
+                    t_out = self.teacher(noisy)
+        return s_out, s_taps, t_out, t_taps
+
+    def kd_losses(self, noisy, clean, student_out, student_taps, teacher_out, teacher_taps
+                  ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check_inputs(noisy, clean)
+        self.check_batch(noisy)
+        s_out, s_taps, t_out, t_taps = self.run_models(noisy)
+        losses = {"se": self.se_loss(s_out, clean)}
+        kd = self.kd_losses(noisy, clean, s_out, s_taps, t_out, t_taps)
+        for key, value in kd.items():
+            losses[f"kd_{key}"] = value
+        for key, value in losses.items():
+            if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                raise TypeError(f"loss {key!r} must be a scalar tensor, got "
+                                f"{value.shape if isinstance(value, torch.Tensor) else value!r}")
+        if kd:
+            losses["kd"] = torch.stack(list(kd.values())).sum()
+            losses["total"] = losses["se"] + self.kd_weight * losses["kd"]
+        else:
+            losses["total"] = losses["se"]
+        return losses
+
+    def extra_repr(self) -> str:
+        return f"method={self.name!r}, kd_weight={self.kd_weight}"
+
+
+class TFCKDDistiller(Distiller):
+    """I2S-TFCKD: calibrated intra-set loss on three sets plus the fused inter-set stage.
+
+    Notebook: 05_distillation.ipynb
+
+    ``TFCKDDistiller(student, teacher, se_loss, batch_size, frames, kd_weight=1.0,
+    streams=("time", "freq"), calibration="learned", inter=True, released_normalisation=False,
+    fusion_mid_channels=128, eps=1e-6)``
+
+    Per step: one student and one (no-grad) teacher forward with taps; the relations and raw
+    Grams of every tap, each computed once (``layer_relations``); per set a ``TFCalibration``
+    (n_s x n_t) gives ``α^T, α^F`` and ``calibrated_set_loss`` the set loss ``kd_<set>``; then
+    each side fuses each set into one map (``FusionChain``), and a 3 x 3 calibration block and the
+    same loss on ``[O_E, O_M, O_D]`` give ``kd_inter``. ``kd = kd_encoder + kd_dual_path +
+    kd_decoder + kd_inter`` (spec §6) and ``total = se + kd_weight · kd``.
+
+    Switches (the registry's ablations): ``streams=("time",)`` or ``("freq",)`` drops the other
+    stream's terms in the intra and inter stages (and builds no embedders for it);
+    ``calibration="uniform"`` replaces every α by ``1/n_t``; ``inter=False`` drops fusion and the
+    inter-set stage. ``released_normalisation`` selects the released demo's L2 normalisation
+    over frames instead of SemCKD's per-vector one (see calibration.py).
+
+    Gradient paths (following the released demo): teacher taps are detached, and every teacher
+    relation is a detached target. The teacher's fusion chains learn only through the inter-set
+    calibration *keys* (their Grams are not detached there, as in the release); with
+    ``calibration="uniform"`` there are no keys, so the teacher's chains would never receive a
+    gradient: they are then frozen (``requires_grad=False``) at their random initialisation,
+    a fixed random projection of the teacher's taps, and are not listed as extra parameters.
+
+    ``last_weights`` holds, after each forward, ``{set: {"time": α^T, "freq": α^F}}`` (detached,
+    ``[B, T, n_s, n_t]``; sets ``encoder``, ``dual_path``, ``decoder`` and ``inter``) for
+    plotting; ``calibration_weights(noisy)`` computes them for a batch without gradients.
+    ``last_terms`` holds the matching ``{set: {stream: [n_s, n_t]}}`` matrices of calibrated
+    pair divergences ``L_ij`` (detached), whose sum over j, averaged over i, is the set loss.
+
+    What "zero when the features are equal" means here: ``L_ij = 0`` whenever student layer i
+    and teacher layer j have the same relations; the set loss compares *every* student layer
+    with *every* teacher layer, so even a student identical to its teacher keeps the
+    off-diagonal (cross-layer) terms, weighted by the calibration. The tests check the diagonal.
+    """
+
+    name = "tfckd"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, se_loss: SELoss,
+                 batch_size: int, frames: int, kd_weight: float = 1.0,
+                 streams: Sequence[str] = STREAMS, calibration: str = "learned",
+                 inter: bool = True, released_normalisation: bool = False,
+                 fusion_mid_channels: int = FUSION_MID_CHANNELS, eps: float = COSINE_EPS):
+        super().__init__(student, teacher, se_loss, kd_weight)
+        streams = tuple(streams)
+        if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
+            raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {streams!r}")
+        if calibration not in ("learned", "uniform"):
+            raise ValueError(f"calibration must be 'learned' or 'uniform', got {calibration!r}")
+        for label, value in (("batch_size", batch_size), ("frames", frames)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive int, got {value!r}")
+        self.streams = streams
+        self.last_terms: dict[str, dict[str, torch.Tensor]] = {}
+        self.calibration_mode = calibration
+        self.inter = bool(inter)
+        self.batch_size, self.frames = batch_size, frames
+        self.eps = eps
+        self.released_normalisation = bool(released_normalisation)
+        s_channels, t_channels = tap_channels(student), tap_channels(teacher)
+        self.set_sizes = {s: (len(s_channels[s]), len(t_channels[s])) for s in SET_NAMES}
+        stages = list(SET_NAMES) + (["inter"] if self.inter else [])
+        sizes = dict(self.set_sizes, inter=(len(SET_NAMES), len(SET_NAMES)))
+        if calibration == "learned":
+            self.calibration = nn.ModuleDict({
+                stage: TFCalibration(*sizes[stage], frames=frames, batch_size=batch_size,
+                                     released_normalisation=released_normalisation,
+                                     streams=streams)
+                for stage in stages})
+        else:
+            self.calibration = None
+        if self.inter:
+            c_s, c_t = student.config.channels, teacher.config.channels
+            self.student_fusion = nn.ModuleDict({
+                s: FusionChain(s, s_channels[s], c_s, fusion_mid_channels) for s in SET_NAMES})
+            self.teacher_fusion = nn.ModuleDict({
+                s: FusionChain(s, t_channels[s], c_t, fusion_mid_channels, detach_inputs=True)
+                for s in SET_NAMES})
+            if calibration == "uniform":
+                self.teacher_fusion.requires_grad_(False)
+        else:
+            self.student_fusion = self.teacher_fusion = None
+
+    def check_batch(self, noisy: torch.Tensor) -> None:
+        if self.calibration is not None:
+            self.calibration["encoder"].check_batch(noisy.shape[0], noisy.shape[2])
+
+    def _weights(self, stage: str, s_rel: list, t_rel: list) -> dict[str, torch.Tensor]:
+        if self.calibration is None:
+            ref = s_rel[0].time if s_rel[0].time is not None else s_rel[0].freq
+            w = uniform_weights(ref.shape[0], ref.shape[1], len(s_rel), len(t_rel),
+                                device=ref.device, dtype=ref.dtype)
+            return {stream: w for stream in self.streams}
+        grams = {}
+        for side, rel in (("student", s_rel), ("teacher", t_rel)):
+            grams[side] = {"time": torch.stack([r.time_gram for r in rel]) if "time" in self.streams else None,
+                           "freq": torch.stack([r.freq_gram for r in rel]) if "freq" in self.streams else None}
+        weights = self.calibration[stage](grams["student"], grams["teacher"])
+        return {stream: getattr(weights, stream) for stream in self.streams}
+
+    def _stage_loss(self, stage: str, s_rel: list, t_rel: list) -> torch.Tensor:
+        weights = self._weights(stage, s_rel, t_rel)
+        self.last_weights[stage] = {k: v.detach() for k, v in weights.items()}
+        stack = lambda rel, stream: torch.stack([getattr(r, stream) for r in rel])  # noqa: E731
+        student = {s: stack(s_rel, s) for s in self.streams}
+        teacher = {s: stack(t_rel, s) for s in self.streams}
+        loss, terms = calibrated_set_loss(student, teacher, weights, return_terms=True)
+        self.last_terms[stage] = {k: v.detach() for k, v in terms.items()}
+        return loss
+
+    def _relations(self, taps: dict) -> dict[str, list]:
+        flat = [tap for s in SET_NAMES for tap in taps[s]]
+        rel = layer_relations(flat, self.eps, time="time" in self.streams,
+                              freq="freq" in self.streams)
+        out, start = {}, 0
+        for s in SET_NAMES:
+            out[s] = rel[start:start + len(taps[s])]
+            start += len(taps[s])
+        return out
+
+    def kd_losses(self, noisy, clean, student_out, student_taps, teacher_out, teacher_taps):
+        for side, taps in (("student", student_taps), ("teacher", teacher_taps)):
+            got = {s: len(taps[s]) for s in SET_NAMES}
+            want = {s: self.set_sizes[s][0 if side == "student" else 1] for s in SET_NAMES}
+            if got != want:
+                raise ValueError(f"the {side} returned taps {got}, this distiller was built for "
+                                 f"{want}")
+        s_rel = self._relations(student_taps)
+        t_rel = self._relations(teacher_taps)
+        losses = {s: self._stage_loss(s, s_rel[s], t_rel[s]) for s in SET_NAMES}
+        if self.inter:
+            fused_s = [self.student_fusion[s](student_taps[s]) for s in SET_NAMES]
+            fused_t = [self.teacher_fusion[s](teacher_taps[s]) for s in SET_NAMES]
+            want_time, want_freq = "time" in self.streams, "freq" in self.streams
+            inter_s = layer_relations(fused_s, self.eps, time=want_time, freq=want_freq)
+            inter_t = layer_relations(fused_t, self.eps, time=want_time, freq=want_freq)
+            losses["inter"] = self._stage_loss("inter", inter_s, inter_t)
+        return losses
+
+    @torch.no_grad()
+    def calibration_weights(self, noisy: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """Calibration weights ``{stage: {stream: [B, T, n_s, n_t]}}`` for one batch (no grad).
+
+        Notebook: 04_calibration_weights.ipynb
+        """
+        self.check_batch(noisy)
+        s_out, s_taps, t_out, t_taps = self.run_models(noisy)
+        self.kd_losses(noisy, None, s_out, s_taps, t_out, t_taps)
+        return {k: dict(v) for k, v in self.last_weights.items()}
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, streams={self.streams}, "
+                f"calibration={self.calibration_mode!r}, inter={self.inter}, "
+                f"batch_size={self.batch_size}, frames={self.frames}")
