@@ -7,7 +7,9 @@ Prints one row per preset:
 - RTF: wall time of enhancing 4 s of audio (batch 1, inference, STFT + network + iSTFT)
   divided by 4 s; below 1 is faster than real time;
 - train step: forward + backward + Adam step on a batch of 8 x 1 s (the lite-size target is
-  about 1 s for the lite teacher), median of --repeats after one warm-up.
+  about 1 s for the lite teacher), median of --repeats after one warm-up;
+- throughput: seconds of training audio processed per second of wall time (batch x length /
+  step time).
 Timings depend on the machine and its load; the README quotes a run on the 2-core CPU machine.
 """
 
@@ -64,7 +66,7 @@ def main(argv=None):
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'preset':<14} {'C':>4} {'N':>2} {'params':>10} {'GFLOP/s':>8} {'RTF':>6} "
-          f"{'train step (s)':>15}")
+          f"{'train step (s)':>15} {'audio s/s':>10}")
     for name in args.presets:
         model = build_model(name)
         cfg = model.config
@@ -73,7 +75,8 @@ def main(argv=None):
         rtf = real_time_factor(model, 4.0, args.repeats)
         step = train_step_seconds(model, args.batch, args.seconds, args.repeats)
         print(f"{name:<14} {cfg.channels:>4} {cfg.dual_path_layers:>2} {params:>10,} "
-              f"{gflops:>8.2f} {rtf:>6.3f} {step:>15.3f}", flush=True)
+              f"{gflops:>8.2f} {rtf:>6.3f} {step:>15.3f} "
+              f"{args.batch * args.seconds / step:>10.1f}", flush=True)
     print(f"(train step: batch {args.batch} x {args.seconds:g} s, Adam, median of {args.repeats})")
 
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "tfckd_lite.models.cli",
     "tfckd_lite.data.cli",
     "tfckd_lite.train",
+    "tfckd_lite.pretrained",
 ]
 
 

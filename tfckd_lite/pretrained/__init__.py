@@ -49,3 +49,57 @@ def load(name: str, map_location="cpu"):
     Notebook: 03_training.ipynb
     """
     return load_model(path(name), map_location=map_location)
+
+
+def export(run_dir, name: str, data_root, split: str = "test", command: str | None = None,
+           max_clips: int | None = None, progress: bool = True) -> Path:
+    """Ship a run's best model as ``pretrained/<name>``, with its test-split scores.
+
+    Notebook: 03_training.ipynb
+
+    Evaluates ``run_dir/best.safetensors`` on ``split`` of ``data_root`` with
+    :func:`tfckd_lite.metrics.evaluate`, then writes the weights with a description holding the
+    training description (preset, command, data manifest hash, validation metrics), the
+    training history and the test summary. Returns the written path.
+    """
+    from ..checkpoint import load_model, save_model
+    from ..data import open_corpus
+    from ..metrics import evaluate
+
+    run_dir = Path(run_dir)
+    model = load_model(run_dir / "best.safetensors")
+    description = dict(model.description)
+    for key in ("config", "sample_rate", "stft", "library_version"):
+        description.pop(key, None)                 # save_model writes these afresh
+    history_file = run_dir / "history.json"
+    description["history"] = json.loads(history_file.read_text()) if history_file.exists() else []
+    report = evaluate(model.enhance, open_corpus(data_root, split), max_clips=max_clips,
+                      progress=progress)
+    description["test"] = {"split": split, "summary": report["summary"]}
+    if command:
+        description["export_command"] = command
+    return save_model(PRETRAINED_DIR / f"{name}.safetensors", model, **description)
+
+
+def register(subparsers) -> None:
+    """``export`` subcommand of ``python -m tfckd_lite``."""
+    p = subparsers.add_parser("export", help="ship a run's best model as a pretrained model")
+    p.add_argument("--run", required=True, help="run folder with best.safetensors")
+    p.add_argument("--name", required=True, help="name under tfckd_lite/pretrained/")
+    p.add_argument("--data", required=True, help="corpus root to score the test split of")
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=_export_command)
+
+
+def _export_command(args) -> int:
+    import shlex
+    import sys
+
+    path = export(args.run, args.name, args.data, args.split,
+                  command="python -m tfckd_lite " + shlex.join(sys.argv[1:]))
+    summary = describe(args.name)["test"]["summary"]
+    print(f"wrote {path}")
+    for key in ("pesq_wb", "input_pesq_wb", "stoi", "input_stoi", "si_sdr", "input_si_sdr"):
+        if key in summary:
+            print(f"  {key:<16} {summary[key]:.3f}")
+    return 0
