@@ -22,7 +22,9 @@ l3das23      ``L3DAS23_Task1_{train100,train360,dev}/data/<id>_A.wav`` (4-channe
 
 Splits: ``train``, ``valid``, ``test`` and ``all``. Where a corpus has no official validation
 split (DNS synthesizer output, L3DAS23, a bare folder), ``valid`` is the 5 % (at least one) of
-``train`` whose names hash lowest (stable, independent of file order) and ``train`` is the rest. L3DAS23's
+``train`` whose names hash lowest (stable, independent of file order) and ``train`` is the rest.
+The DNS test set has only ``test``; a folder without an official test part (DNS synthesizer
+output, a bare ``data``/``labels`` folder) gives all its pairs for ``test`` and ``all``. L3DAS23's
 ``test`` is its ``dev`` set.
 
 Bad input is reported when the dataset is opened (``check=True`` reads every header): unreadable
