@@ -209,7 +209,8 @@ def test_method_specific_keys_and_parameters():
     adaptor_ids = {id(p) for p in fit.adaptors.parameters()}
     assert {id(p) for p in fit.extra_parameters()} == adaptor_ids
     assert fit.adaptors["dual_path"][0].out_channels == 16
-    assert fit.adaptors["decoder"][2].in_channels == 2 and fit.adaptors["decoder"][2].out_channels == 2
+    mask_adaptor = fit.adaptors["decoder"][2]
+    assert mask_adaptor.in_channels == 2 and mask_adaptor.out_channels == 2
     intra = _build("tfckd-intra")
     assert "kd_inter" not in intra(*_batch()) and intra.student_fusion is None
     time_only = _build("tfckd-time-only")
@@ -222,7 +223,8 @@ def test_method_specific_keys_and_parameters():
 
 
 def test_streams_are_really_dropped_in_the_single_stream_ablations():
-    full, time_only, freq_only = _build("tfckd"), _build("tfckd-time-only"), _build("tfckd-freq-only")
+    full = _build("tfckd")
+    time_only, freq_only = _build("tfckd-time-only"), _build("tfckd-freq-only")
     for d in (time_only, freq_only):   # same random init as the full method
         d.load_state_dict(full.state_dict(), strict=False)
     batch = _batch()
@@ -235,6 +237,9 @@ def test_released_normalisation_option_and_kd_weight_defaults():
     d = _build("tfckd", released_normalisation=True)
     assert all(c.released_normalisation for c in d.calibration.values())
     assert torch.isfinite(d(*_batch())["total"])
+    saving = _build("tfckd", fusion_checkpoint=True)
+    assert all(c.checkpoint for c in saving.student_fusion.values())
+    torch.testing.assert_close(saving(*_batch())["kd"], _build("tfckd")(*_batch())["kd"])
     assert DEFAULT_KD_WEIGHTS["tfckd"] == 1.0 and DEFAULT_KD_WEIGHTS["none"] == 0.0
     assert _build("fitnets").kd_weight == METHODS["fitnets"].kd_weight
     for name in METHODS:

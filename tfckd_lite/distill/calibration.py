@@ -118,7 +118,7 @@ class TFCalibration(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TFCalibration: {name} must be a positive int, got {value!r}")
         streams = tuple(streams)
-        if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
+        if not streams or set(streams) - set(STREAMS) or len(set(streams)) != len(streams):
             raise ValueError(f"TFCalibration: streams must be a non-empty subset of {STREAMS}, "
                              f"got {streams!r}")
         self.n_student, self.n_teacher = n_student, n_teacher
@@ -187,7 +187,7 @@ class TFCalibration(nn.Module):
 
 def uniform_weights(batch: int, frames: int, n_student: int, n_teacher: int,
                     device=None, dtype=torch.float32) -> torch.Tensor:
-    """Uniform weights ``1/n_teacher`` of shape ``[B, T, n_s, n_t]`` (the ``tfckd-uniform`` ablation).
+    """Uniform weights ``1/n_teacher``, shape ``[B, T, n_s, n_t]`` (the ``tfckd-uniform`` ablation).
 
     Notebook: 04_calibration_weights.ipynb
     """

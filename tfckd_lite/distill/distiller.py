@@ -186,7 +186,7 @@ class TFCKDDistiller(Distiller):
 
     ``TFCKDDistiller(student, teacher, se_loss, batch_size, frames, kd_weight=1.0,
     streams=("time", "freq"), calibration="learned", inter=True, released_normalisation=False,
-    fusion_mid_channels=128, eps=1e-6)``
+    fusion_mid_channels=128, eps=1e-6, fusion_checkpoint=False)``
 
     Per step: one student and one (no-grad) teacher forward with taps; the relations and raw
     Grams of every tap, each computed once (``layer_relations``); per set a ``TFCalibration``
@@ -199,7 +199,11 @@ class TFCKDDistiller(Distiller):
     stream's terms in the intra and inter stages (and builds no embedders for it);
     ``calibration="uniform"`` replaces every α by ``1/n_t``; ``inter=False`` drops fusion and the
     inter-set stage. ``released_normalisation`` selects the released demo's L2 normalisation
-    over frames instead of SemCKD's per-vector one (see calibration.py).
+    over frames instead of SemCKD's per-vector one (see calibration.py). Cost knobs that do not
+    change the method: ``fusion_checkpoint=True`` recomputes the fusion chains in the backward
+    pass instead of storing their 128-channel activations (less memory, more time);
+    ``fusion_mid_channels`` changes the chains' width (the spec's 128 is much wider than the
+    lite networks themselves; a smaller width is a deviation to state if used).
 
     Gradient paths (following the released demo): teacher taps are detached, and every teacher
     relation is a detached target. The teacher's fusion chains learn only through the inter-set
@@ -226,10 +230,11 @@ class TFCKDDistiller(Distiller):
                  batch_size: int, frames: int, kd_weight: float = 1.0,
                  streams: Sequence[str] = STREAMS, calibration: str = "learned",
                  inter: bool = True, released_normalisation: bool = False,
-                 fusion_mid_channels: int = FUSION_MID_CHANNELS, eps: float = COSINE_EPS):
+                 fusion_mid_channels: int = FUSION_MID_CHANNELS, eps: float = COSINE_EPS,
+                 fusion_checkpoint: bool = False):
         super().__init__(student, teacher, se_loss, kd_weight)
         streams = tuple(streams)
-        if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
+        if not streams or set(streams) - set(STREAMS) or len(set(streams)) != len(streams):
             raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {streams!r}")
         if calibration not in ("learned", "uniform"):
             raise ValueError(f"calibration must be 'learned' or 'uniform', got {calibration!r}")
@@ -258,9 +263,11 @@ class TFCKDDistiller(Distiller):
         if self.inter:
             c_s, c_t = student.config.channels, teacher.config.channels
             self.student_fusion = nn.ModuleDict({
-                s: FusionChain(s, s_channels[s], c_s, fusion_mid_channels) for s in SET_NAMES})
+                s: FusionChain(s, s_channels[s], c_s, fusion_mid_channels,
+                               checkpoint=fusion_checkpoint) for s in SET_NAMES})
             self.teacher_fusion = nn.ModuleDict({
-                s: FusionChain(s, t_channels[s], c_t, fusion_mid_channels, detach_inputs=True)
+                s: FusionChain(s, t_channels[s], c_t, fusion_mid_channels, detach_inputs=True,
+                               checkpoint=fusion_checkpoint)
                 for s in SET_NAMES})
             if calibration == "uniform":
                 self.teacher_fusion.requires_grad_(False)
@@ -277,10 +284,9 @@ class TFCKDDistiller(Distiller):
             w = uniform_weights(ref.shape[0], ref.shape[1], len(s_rel), len(t_rel),
                                 device=ref.device, dtype=ref.dtype)
             return {stream: w for stream in self.streams}
-        grams = {}
-        for side, rel in (("student", s_rel), ("teacher", t_rel)):
-            grams[side] = {"time": torch.stack([r.time_gram for r in rel]) if "time" in self.streams else None,
-                           "freq": torch.stack([r.freq_gram for r in rel]) if "freq" in self.streams else None}
+        grams = {side: {stream: torch.stack([getattr(r, f"{stream}_gram") for r in rel])
+                        for stream in self.streams}
+                 for side, rel in (("student", s_rel), ("teacher", t_rel))}
         weights = self.calibration[stage](grams["student"], grams["teacher"])
         return {stream: getattr(weights, stream) for stream in self.streams}
 

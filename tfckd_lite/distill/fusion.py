@@ -41,6 +41,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from torch.nn import functional as F
 
@@ -150,13 +151,16 @@ class FusionChain(nn.Module):
     ``R_k`` holds only the bins that the later resizes keep, in their order). ``detach_inputs=True``
     is used for the teacher's chain: the teacher is a fixed target, only the chain itself learns.
     ``lazy`` selects the exact fast evaluation described in the module docstring.
+    ``checkpoint=True`` trades time for memory: the chain keeps only its inputs for the backward
+    pass and recomputes its activations there (``torch.utils.checkpoint``); same numbers.
     """
 
     def __init__(self, set_name: str, in_channels: Sequence[int], out_channels: int,
                  mid_channels: int = FUSION_MID_CHANNELS, detach_inputs: bool = False,
-                 lazy: bool = True):
+                 lazy: bool = True, checkpoint: bool = False):
         super().__init__()
         self.lazy = bool(lazy)
+        self.checkpoint = bool(checkpoint)
         self.set_name = set_name
         self.in_channels = list(in_channels)
         self.order = processing_order(set_name, len(self.in_channels))
@@ -176,6 +180,12 @@ class FusionChain(nn.Module):
                                  f"{self.in_channels[index]}, T, F], got {tuple(tap.shape)}")
         ordered = [taps[i].detach() if self.detach_inputs else taps[i] for i in self.order]
         bins = self._needed_bins(ordered) if self.lazy else [None] * len(ordered)
+        if self.checkpoint and torch.is_grad_enabled() and not return_residuals:
+            return torch.utils.checkpoint.checkpoint(self._run, ordered, bins, False,
+                                                     use_reentrant=False)
+        return self._run(ordered, bins, return_residuals)
+
+    def _run(self, ordered, bins, return_residuals):
         residual = None
         residuals = []
         for block, tap, needed in zip(self.blocks, ordered, bins):
@@ -199,9 +209,11 @@ class FusionChain(nn.Module):
             needed.append(current)
         needed.reverse()
         # a member whose needed bins are all of its bins in order is computed densely
-        return [None if idx is None or (len(idx) == tap.shape[-1] and
-                                        bool((idx == torch.arange(len(idx), device=idx.device)).all()))
-                else idx for idx, tap in zip(needed, ordered)]
+        def is_all(idx, n_bins):
+            return len(idx) == n_bins and bool(
+                (idx == torch.arange(n_bins, device=idx.device)).all())
+        return [None if idx is None or is_all(idx, tap.shape[-1]) else idx
+                for idx, tap in zip(needed, ordered)]
 
 
 def _nearest_bins(n_in: int, n_out: int, device=None) -> torch.Tensor:

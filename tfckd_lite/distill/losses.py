@@ -105,7 +105,8 @@ def calibrated_set_loss(student: dict, teacher: dict, weights: dict,
     return (loss, terms) if return_terms else loss
 
 
-def paired_divergence(student: torch.Tensor, teacher: torch.Tensor, stream: str = "time") -> torch.Tensor:
+def paired_divergence(student: torch.Tensor, teacher: torch.Tensor,
+                      stream: str = "time") -> torch.Tensor:
     """One-to-one divergence between two equally stacked relations, uniform weights, a scalar.
 
     Notebook: 05_distillation.ipynb

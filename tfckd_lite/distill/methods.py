@@ -192,7 +192,7 @@ class Method:
     calibrated: bool = False
 
 
-_TFCKD_OPTIONS = ("released_normalisation", "fusion_mid_channels", "eps")
+_TFCKD_OPTIONS = ("released_normalisation", "fusion_mid_channels", "fusion_checkpoint", "eps")
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("none", "student alone on the SE loss", StudentOnly, kd_weight=0.0),
@@ -213,7 +213,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            calibrated=True),
     Method("tfckd-uniform", "I2S-TFCKD with every calibration weight set to 1/n_t",
            TFCKDDistiller, fixed={"calibration": "uniform"},
-           options=("fusion_mid_channels", "eps"), calibrated=True),
+           options=("fusion_mid_channels", "fusion_checkpoint", "eps"), calibrated=True),
 )}
 
 #: Default KD weight λ per method (tune on validation; ``none`` has no KD term).
