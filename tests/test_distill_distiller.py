@@ -199,10 +199,24 @@ def test_student_alone_runs_no_teacher():
         build_distiller("none", teacher, student, B, T, se_loss=mse, kd_weight=1.0)
 
 
+class _LossModule(torch.nn.Module):
+    """An SE loss written as a module with a parameter: never an 'extra' parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, enhanced, clean):
+        return self.scale * mse(enhanced, clean)
+
+
 def test_method_specific_keys_and_parameters():
     out = _build("output")
     assert set(out(*_batch())) == {"se", "kd_output", "kd", "total"}
     assert out.extra_parameters() == []
+    teacher, student = _models()
+    with_module_loss = build_distiller("output", teacher, student, B, T, se_loss=_LossModule())
+    assert with_module_loss.extra_parameters() == []
     fit = _build("fitnets")
     assert set(fit(*_batch())) == {"se", "kd_encoder", "kd_dual_path", "kd_decoder", "kd",
                                    "total"}

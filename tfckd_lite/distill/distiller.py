@@ -65,6 +65,8 @@ class Distiller(nn.Module):
     uses_teacher = True
     #: whether kd_losses needs the taps (return_features=True) of student / teacher
     needs_features = True
+    #: parameter-name prefixes that extra_parameters() leaves out
+    _not_extra = ("student.", "teacher.", "se_loss.", "output_loss.")
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, se_loss: SELoss,
                  kd_weight: float = 1.0):
@@ -110,9 +112,12 @@ class Distiller(nn.Module):
         return list(self.student.parameters())
 
     def extra_parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters of the distillation machinery (calibration, fusion, adaptors)."""
+        """Trainable parameters of the distillation machinery (calibration, fusion, adaptors).
+
+        Never the student's or teacher's, nor those of a loss passed in as an ``nn.Module``.
+        """
         return [p for name, p in self.named_parameters()
-                if not name.startswith(("student.", "teacher.")) and p.requires_grad]
+                if not name.startswith(self._not_extra) and p.requires_grad]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Student and extra parameters: what the optimiser updates. Never the teacher's."""
