@@ -5,3 +5,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tiny-tensor tests on one thread: small shapes gain nothing from threads,
+    and on a shared 2-core machine OpenMP's spinning threads can slow such ops a hundredfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

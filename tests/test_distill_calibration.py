@@ -9,14 +9,7 @@ from tfckd_lite.distill import StackedMLP, TFCalibration, layer_relations, unifo
 B, T = 4, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small shapes gain nothing from threads; on a shared 2-core machine OpenMP's spinning
-    threads can slow such ops down a hundredfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grams(n_layers, channels=3, bins=5, seed=0, scale=1.0):

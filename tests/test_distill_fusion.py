@@ -10,14 +10,7 @@ from tfckd_lite.distill import FusionBlock, FusionChain, processing_order
 B, T, C = 2, 5, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small shapes gain nothing from threads; on a shared 2-core machine OpenMP's spinning
-    threads can slow such ops down a hundredfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # taps in *network* order, as DPDCRN returns them
 SETS = {
     "encoder": ([C, C, C], [129, 64, 64]),      # E1, E2, E3

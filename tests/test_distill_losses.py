@@ -9,14 +9,7 @@ from tfckd_lite.distill import (calibrated_set_loss, jeffreys, layer_relations,
 B, T = 3, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small shapes gain nothing from threads; on a shared 2-core machine OpenMP's spinning
-    threads can slow such ops down a hundredfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _maps(n, channels=4, bins=6, seed=0, zero=False):

@@ -7,14 +7,7 @@ from tfckd_lite.distill import (COSINE_EPS, frame_vectors, frequency_relation, g
                                 layer_relations, time_relation)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small shapes gain nothing from threads; on a shared 2-core machine OpenMP's spinning
-    threads can slow such ops down a hundredfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _features(*shape, seed=0):
