@@ -12,14 +12,8 @@ from tfckd_lite.models import DPDCRN, DPDCRNConfig
 B, T = 3, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny shapes gain nothing from threads, and on a shared 2-core machine OpenMP's
-    spinning threads can slow such ops down a hundredfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 KD_METHODS = [m for m in METHODS if m != "none"]
 TFCKD_SETS = ["encoder", "dual_path", "decoder"]
 
