@@ -58,6 +58,8 @@ class ResampleWarning(UserWarning):
 
 
 _ANNOUNCED_RATES: set[tuple[int, int]] = set()
+_UMASK = os.umask(0o022)          # read the process umask (only possible by setting it) ...
+os.umask(_UMASK)                  # ... and put it back at once
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,8 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):        # mkstemp makes 0600 files; give the usual permissions
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
