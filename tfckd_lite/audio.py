@@ -64,7 +64,10 @@ os.umask(_UMASK)                  # ... and put it back at once
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """Header facts of an audio file (no samples read)."""
+    """Header facts of an audio file (no samples read).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
 
     path: Path
     sample_rate: int

@@ -77,7 +77,10 @@ class MissingSourceWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Profile:
-    """Size and clip lengths of a reduced dataset."""
+    """Size and clip lengths of a reduced dataset (see :data:`PROFILES`).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
 
     name: str
     train: int
@@ -90,6 +93,10 @@ class Profile:
     purpose: str
 
     def pairs(self, split: str) -> int:
+        """Number of pairs of ``split``.
+
+        Notebook: 01_signals_and_data.ipynb
+        """
         return getattr(self, split)
 
 

@@ -60,7 +60,10 @@ class CorpusError(ValueError):
 
 @dataclass(frozen=True)
 class PairEntry:
-    """One pair of a corpus: its name, the noisy file(s) (channels concatenated), the clean file."""
+    """One pair of a corpus: its name, the noisy file(s) (channels concatenated), the clean file.
+
+    Notebook: 01_signals_and_data.ipynb
+    """
 
     name: str
     noisy: tuple[Path, ...]

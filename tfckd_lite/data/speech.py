@@ -49,7 +49,10 @@ SKIPPED_FOLDERS = ("silence",)    # asterisk's silence/1..10.g722 contain no spe
 
 @dataclass(frozen=True)
 class RecordedSpeaker:
-    """One real speaker of the asterisk prompt packages."""
+    """One real speaker of the asterisk prompt packages.
+
+    Notebook: 01_signals_and_data.ipynb
+    """
 
     key: str
     name: str
@@ -80,7 +83,10 @@ RECORDED_TEST_SPEAKERS = ("june", "carlo")
 
 @dataclass(frozen=True)
 class Prompt:
-    """One asterisk prompt file; ``num_samples`` comes from the file size (G.722: 2 per byte)."""
+    """One asterisk prompt file; ``num_samples`` comes from the file size (G.722: 2 per byte).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
 
     speaker: str
     language: str
@@ -176,7 +182,10 @@ def decode_g722(path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SyntheticSpeaker:
-    """An espeak-ng 'speaker': voice+variant with fixed pitch (0-99), range (0-99), rate (wpm)."""
+    """An espeak-ng 'speaker': voice+variant with fixed pitch (0-99), range (0-99), rate (wpm).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
 
     key: str
     voice: str
