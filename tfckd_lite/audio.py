@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from .stft import SAMPLE_RATE  # one source of truth: the STFT front-end
 
 __all__ = ["AudioError", "ResampleWarning", "AudioInfo", "audio_info", "read_audio", "resample",
            "to_pcm16", "wav_bytes", "write_wav", "atomic_write_bytes", "sha256_file",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from . import __version__
+from .audio import atomic_write_bytes
 from .models import DPDCRN, DPDCRNConfig
 from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH
 
@@ -40,27 +40,6 @@ STATE_FORMAT = "tfckd_lite.training_state"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: corrupted, foreign, or for another model."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
-
-    Notebook: 03_training.ipynb
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _read(path: str | os.PathLike, expected_format: str) -> tuple[dict[str, torch.Tensor], dict]:

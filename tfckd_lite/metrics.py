@@ -32,7 +32,8 @@ from collections import deque
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16_000
+from .stft import SAMPLE_RATE  # one source of truth: the STFT front-end
+
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr")
 
 __all__ = ["METRICS", "UnscorableError", "pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr",

@@ -166,7 +166,7 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     config must equal ``config``. ``description`` (e.g. preset, data manifest hash, command) is
     stored with the best weights.
     """
-    from .checkpoint import atomic_write_bytes
+    from .audio import atomic_write_bytes
     from .data import make_loader
     import json
 
@@ -325,7 +325,8 @@ def _train_command(args) -> int:
 def _evaluate_command(args) -> int:
     import json
 
-    from .checkpoint import atomic_write_bytes, load_model
+    from .audio import atomic_write_bytes
+    from .checkpoint import load_model
     from .data import open_corpus
     from .metrics import evaluate
 
