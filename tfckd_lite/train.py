@@ -165,6 +165,14 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     ``history.json``. With ``resume=True`` an existing state in ``run_dir`` is continued; its
     config must equal ``config``. ``description`` (e.g. preset, data manifest hash, command) is
     stored with the best weights.
+
+    Distillation (Notebook: 05_distillation.ipynb): a distiller of
+    :func:`tfckd_lite.distill.build_distiller` is a task too; its ``model`` is the student, so
+    the student is what is validated and saved, and the training state holds the student and the
+    calibration / fusion / adaptor parameters but not the frozen teacher. The one hook for it: a
+    task with a ``resume_signature()`` method (a distiller: method, λ, options, teacher hash)
+    has that stored in the state, and a resume whose signature differs is refused like one with
+    another config. Plain tasks have none, and their state is written exactly as before.
     """
     from .audio import atomic_write_bytes
     from .data import make_loader
@@ -191,9 +199,12 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
         raise ValueError(f"the training set yields no full batch of {config.batch_size}")
     total_steps = config.epochs * steps_per_epoch
     comparable = {k: v for k, v in asdict(config).items() if k != "device"}
+    signature = task.resume_signature() if hasattr(task, "resume_signature") else None
 
     counters = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [],
                 "running": {}, "best": None, "config": comparable}
+    if signature is not None:
+        counters["task"] = signature
     state_path = run_dir / STATE_FILE
     if resume and state_path.exists():
         counters = load_training_state(state_path, task, optimizer)
@@ -201,6 +212,13 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
             changed = {k: (counters["config"].get(k), v) for k, v in comparable.items()
                        if counters["config"].get(k) != v}
             raise ValueError(f"{state_path} was written with another config (saved, now): "
+                             f"{changed}; use a new run folder or resume=False")
+        saved = counters.get("task")
+        if saved != signature:
+            theirs, ours = saved or {}, signature or {}
+            changed = {k: (theirs.get(k), ours.get(k)) for k in sorted({*theirs, *ours})
+                       if theirs.get(k) != ours.get(k)}
+            raise ValueError(f"{state_path} was written for another task (saved, now): "
                              f"{changed}; use a new run folder or resume=False")
         if progress:
             print(f"resuming {run_dir} at epoch {counters['epoch'] + 1}, "
@@ -268,9 +286,22 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
 # ------------------------------------------------------------------------------------ CLI
 
 def register(subparsers) -> None:
-    """``train`` and ``evaluate`` subcommands of ``python -m tfckd_lite``."""
+    """``train`` and ``evaluate`` subcommands of ``python -m tfckd_lite``.
+
+    Notebooks: 03_training.ipynb (plain training), 05_distillation.ipynb (``--method``)
+
+    ``train --method M --teacher T`` distils teacher ``T`` (a shipped model name or a model
+    file) into the ``--preset`` student with any method of ``tfckd_lite.distill.METHODS``,
+    through the same loop, checkpoints and resume logic as plain training (``--method none``,
+    the default). ``--method-option KEY=VALUE`` (repeatable) sets the method's own options
+    (``METHODS[M].options``); values are ``true``/``false``, integers or numbers.
+    """
+    from .distill import METHODS
+
     defaults = TrainConfig()
-    p = subparsers.add_parser("train", help="train a DPDCRN preset on a paired corpus")
+    p = subparsers.add_parser(
+        "train", help="train a DPDCRN preset on a paired corpus, alone or distilled from a "
+                      "teacher (--method)")
     p.add_argument("--preset", required=True, help="lite-teacher, lite-student, paper-...")
     p.add_argument("--data", required=True, help="corpus root (reduced set, VoiceBank, DNS, ...)")
     p.add_argument("--out", required=True, help="run folder (resumed if it holds a state)")
@@ -285,6 +316,17 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
+    kd = p.add_argument_group("distillation (Notebook: 05_distillation.ipynb)")
+    kd.add_argument("--method", default="none", choices=list(METHODS),
+                    help="distillation method; 'none' (default) trains the preset alone")
+    kd.add_argument("--teacher", default=None,
+                    help="teacher: a shipped model name (e.g. lite-teacher) or a .safetensors "
+                         "model file; required by every method but 'none'")
+    kd.add_argument("--kd-weight", type=float, default=None,
+                    help="KD weight lambda (default: the method's, DEFAULT_KD_WEIGHTS)")
+    kd.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the method, e.g. fusion_mid_channels=64 or "
+                         "released_normalisation=true (repeatable)")
     p.set_defaults(func=_train_command)
 
     p = subparsers.add_parser("evaluate", help="PESQ/STOI/ESTOI/SI-SDR of a model on a split")
@@ -298,24 +340,145 @@ def register(subparsers) -> None:
     p.set_defaults(func=_evaluate_command)
 
 
+#: options that take a Python object, settable from Python (build_distiller) only
+_PYTHON_ONLY_OPTIONS = {"output_loss"}
+
+
+def _usage_error(message: str) -> SystemExit:
+    """A command-line mistake: reported as one line on stderr (exit status 1), no traceback."""
+    return SystemExit(f"python -m tfckd_lite train: error: {message}")
+
+
+def _method_options(method: str, items: list[str]) -> dict:
+    """``--method-option KEY=VALUE`` strings -> ``build_distiller`` options, checked."""
+    from .distill import METHODS
+
+    valid = list(METHODS[method].options)
+    options: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip().replace("-", "_"), raw.strip()
+        if not sep or not key or not raw:
+            raise _usage_error(f"--method-option takes KEY=VALUE, got {item!r}")
+        if key not in valid:
+            raise _usage_error(f"method {method!r} does not accept option {key!r}; valid "
+                               f"options: {', '.join(valid) or 'none'}")
+        if key in _PYTHON_ONLY_OPTIONS:
+            raise _usage_error(f"option {key!r} takes a Python callable; set it from Python "
+                               "(tfckd_lite.distill.build_distiller), not the command line")
+        if key in options:
+            raise _usage_error(f"option {key!r} given twice")
+        if raw.lower() in ("true", "false"):
+            options[key] = raw.lower() == "true"
+            continue
+        for kind in (int, float):
+            try:
+                options[key] = kind(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            raise _usage_error(f"option {key}={raw!r}: values are true/false, integers or "
+                               "numbers")
+    return options
+
+
+def _load_teacher(spec: str, student: nn.Module) -> tuple[nn.Module, dict]:
+    """``--teacher``: the teacher and what the run description records about it.
+
+    A shipped model name or a model file; refused (before loading the weights) when its sample
+    rate or STFT differ from the student's, since both must see the same spectra.
+    """
+    import hashlib
+
+    from . import pretrained
+    from .checkpoint import (CheckpointError, load_model, model_description,
+                             read_model_description)
+
+    file = Path(spec)
+    if file.suffix == ".safetensors" or file.exists():
+        if not file.is_file():
+            raise _usage_error(f"--teacher {spec}: no such model file")
+    elif spec in pretrained.available():
+        file = pretrained.path(spec)
+    else:
+        raise _usage_error(f"--teacher {spec!r} is neither a model file nor a shipped model "
+                           f"(shipped: {', '.join(pretrained.available()) or 'none yet'})")
+    try:
+        theirs = read_model_description(file)
+    except CheckpointError as exc:
+        raise _usage_error(f"--teacher {spec}: {exc}") from exc
+    ours = model_description(student)
+    for key in ("sample_rate", "stft"):
+        if theirs.get(key) != ours[key]:
+            raise _usage_error(
+                f"teacher {spec} works at sample rate {theirs.get('sample_rate')} with STFT "
+                f"{theirs.get('stft')}, the student at {ours['sample_rate']} with STFT "
+                f"{ours['stft']}: the two would not see the same spectra")
+    teacher = load_model(file)
+    info = {"teacher": spec, "teacher_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+            "teacher_preset": theirs.get("preset")}
+    return teacher, info
+
+
 def _train_command(args) -> int:
+    """``python -m tfckd_lite train``: plain training, or distillation with ``--method``.
+
+    Notebook: 05_distillation.ipynb
+
+    With a method other than ``none``: the student (``--preset``, initialised from ``--seed``
+    as in plain training) and the teacher go into ``build_distiller`` with batch size
+    ``--batch-size`` and ``num_frames(round(segment_seconds * 16000))`` frames (the calibration
+    blocks' fixed shape); ``fit`` trains it and saves the best *student*, whose description
+    adds ``method``, ``kd_weight`` (the value used), ``method_options``, ``teacher`` (name or
+    path as given), ``teacher_sha256`` (of the file) and ``teacher_preset``.
+    """
     import shlex
     import sys
 
     from .data import open_corpus
+    from .distill import build_distiller
     from .models import build_model
+    from .stft import SAMPLE_RATE, num_frames
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          segment_seconds=args.segment_seconds, lr=args.lr,
                          warmup_steps=args.warmup_steps, steps_per_epoch=args.steps_per_epoch,
                          valid_clips=args.valid_clips, checkpoint_every=args.checkpoint_every,
                          seed=args.seed, device=args.device)
+    if args.method == "none":
+        given = [flag for flag, value in (("--teacher", args.teacher),
+                                          ("--kd-weight", args.kd_weight),
+                                          ("--method-option", args.method_option))
+                 if value not in (None, [])]
+        if given:
+            raise _usage_error(f"{', '.join(given)} given, but --method none trains the "
+                               "student alone; choose a distillation method with --method")
+    else:
+        options = _method_options(args.method, args.method_option)
+        if args.teacher is None:
+            raise _usage_error(f"--method {args.method} distils from a teacher: give --teacher "
+                               "(a shipped model name or a .safetensors model file)")
+        if args.kd_weight is not None and args.kd_weight < 0:
+            raise _usage_error(f"--kd-weight must be non-negative, got {args.kd_weight}")
     torch.manual_seed(config.seed)
     model = build_model(args.preset)
     description = {"preset": args.preset,
-                   "command": "python -m tfckd_lite " + shlex.join(sys.argv[1:])}
+                   "command": "python -m tfckd_lite " + shlex.join(sys.argv[1:]),
+                   "method": args.method}
+    if args.method == "none":
+        task = SupervisedTask(model)
+    else:
+        teacher, teacher_info = _load_teacher(args.teacher, model)
+        frames = num_frames(round(config.segment_seconds * SAMPLE_RATE))
+        task = build_distiller(args.method, teacher, model, config.batch_size, frames,
+                               se_loss=compressed_spectral_loss, kd_weight=args.kd_weight,
+                               **options)
+        description.update(kd_weight=task.kd_weight, method_options=options, **teacher_info)
+        print(f"distilling {args.teacher} into {args.preset} with {args.method} "
+              f"(kd_weight {task.kd_weight:g}, batch {config.batch_size} x {frames} frames)")
     description["data_manifest_sha256"] = manifest_sha256(args.data)
-    result = fit(SupervisedTask(model), open_corpus(args.data, "train"),
+    result = fit(task, open_corpus(args.data, "train"),
                  open_corpus(args.data, "valid"), args.out, config,
                  resume=not args.no_resume, description=description)
     print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")

@@ -16,11 +16,28 @@ I2S-TFCKD itself (spec TFCKD.md §§2-6) with the switches used by its ablations
   the student-only baseline returns just ``se`` and ``total``;
 * lists its parameters in three groups: ``student_parameters()``, ``extra_parameters()``
   (calibration, fusion, adaptors: trainable, but not part of the deployed student) and
-  ``trainable_parameters()`` (both, for the optimiser).
+  ``trainable_parameters()`` (both, for the optimiser);
+* is a *task* of the training engine (:func:`tfckd_lite.train.fit`): ``model`` is the student
+  (what is validated and saved as the best model), ``forward`` gives ``total``, and
+  ``resume_signature()`` says what a resumed run must match besides its ``TrainConfig``.
+
+State dict (what a training state holds): the student, the distillation machinery (calibration
+blocks, fusion chains, adaptors, including frozen ones such as the uniform ablation's teacher
+chains) - but **not the frozen teacher**. The teacher is an input of the run, like the data: it
+never changes during training; saving it in every state would multiply the state's size (the
+lite teacher has 4.4 times the lite student's parameters, the paper's teacher 5.4 times its
+student's), and loading it back could silently replace the teacher a resumed run was given.
+``state_dict()`` therefore leaves out every ``teacher.*`` entry, and ``load_state_dict()``
+keeps the distiller's current teacher for entries the dict does not have (a dict that does hold
+teacher entries still loads them). That a resumed run has *the same* teacher is checked instead
+through ``resume_signature()["teacher_sha256"]``, a hash of the teacher's tensors that ``fit``
+stores in the training state and compares on resume.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Callable, Sequence
 
 import torch
@@ -50,6 +67,45 @@ def tap_channels(model: nn.Module) -> dict[str, list[int]]:
             "decoder": [c, c, 2]}
 
 
+def weights_sha256(module: nn.Module) -> str:
+    """sha256 of a module's state dict: names, dtypes, shapes and raw bytes, in name order.
+
+    Notebook: 05_distillation.ipynb
+
+    Equal for equal weights on any device (the bytes are read on the CPU); used to check that a
+    resumed distillation run has the teacher it started with.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _option_label(value):
+    """JSON stand-in for an option value json cannot write (a callable: its dotted name)."""
+    if callable(value):
+        name = getattr(value, "__qualname__", type(value).__qualname__)
+        return f"{getattr(value, '__module__', '?')}.{name}"
+    raise TypeError(f"option value {value!r} of type {type(value).__name__} cannot be recorded")
+
+
+def _drop_teacher_state(module: "Distiller", state: dict, prefix: str, local_metadata) -> None:
+    """state_dict post-hook: the frozen teacher is not part of a distiller's state."""
+    for key in [k for k in state if k.startswith(prefix + "teacher.")]:
+        del state[key]
+
+
+def _keep_teacher_state(module: "Distiller", state: dict, prefix: str, local_metadata, strict,
+                        missing_keys, unexpected_keys, error_msgs) -> None:
+    """load_state_dict pre-hook: teacher entries the dict lacks are the current teacher's own."""
+    if module.teacher is None:
+        return
+    for name, tensor in module.teacher.state_dict().items():
+        state.setdefault(f"{prefix}teacher.{name}", tensor)
+
+
 class Distiller(nn.Module):
     """Base class: student + frozen teacher + SE loss + weighted KD terms.
 
@@ -59,6 +115,9 @@ class Distiller(nn.Module):
     implement ``kd_losses(...) -> dict[str, Tensor]`` (keys without the ``kd_`` prefix);
     ``uses_teacher = False`` (the student-only baseline) makes the teacher optional and unused.
     ``forward(noisy, clean)`` returns the dict of named losses described in the module docstring.
+    ``model`` is the student (the training engine's task protocol); ``state_dict()`` leaves the
+    frozen teacher out (module docstring); ``build_options`` holds the options
+    ``build_distiller`` was given (recorded in ``resume_signature()``).
     """
 
     name = "base"
@@ -98,6 +157,33 @@ class Distiller(nn.Module):
         else:
             self.teacher = None
         self.last_weights: dict[str, dict[str, torch.Tensor]] = {}
+        self.build_options: dict = {}
+        self.register_state_dict_post_hook(_drop_teacher_state)
+        self.register_load_state_dict_pre_hook(_keep_teacher_state)
+
+    # ------------------------------------------------------------- training-task protocol
+    @property
+    def model(self) -> nn.Module:
+        """The student: what ``tfckd_lite.train.fit`` trains, validates and saves.
+
+        Notebook: 05_distillation.ipynb
+        """
+        return self.student
+
+    def resume_signature(self) -> dict:
+        """What a resumed run must match besides its ``TrainConfig`` (JSON-serialisable).
+
+        Notebook: 05_distillation.ipynb
+
+        ``{"method", "kd_weight", "options", "teacher_sha256"}``: ``options`` are the
+        ``build_options`` (callables by dotted name), ``teacher_sha256`` is
+        :func:`weights_sha256` of the teacher (``None`` without one). ``fit`` stores it in the
+        training state and refuses to resume a run whose signature differs.
+        """
+        options = json.loads(json.dumps(self.build_options, sort_keys=True, default=_option_label))
+        teacher = weights_sha256(self.teacher) if self.teacher is not None else None
+        return {"method": self.name, "kd_weight": self.kd_weight, "options": options,
+                "teacher_sha256": teacher}
 
     # ----------------------------------------------------------------- modes and parameters
     def train(self, mode: bool = True):

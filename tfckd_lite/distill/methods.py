@@ -233,7 +233,9 @@ def build_distiller(method: str, teacher: nn.Module | None, student: nn.Module,
     clean) -> scalar``: the base SE loss; ``kd_weight``: λ (``None`` = the method's default);
     ``options``: the method's own options (``METHODS[method].options``), e.g.
     ``released_normalisation=True`` or ``fusion_mid_channels=64`` for the TFCKD variants.
-    Returns a ``Distiller`` whose ``name`` is ``method``.
+    Returns a ``Distiller`` whose ``name`` is ``method`` and whose ``build_options`` are
+    ``options``; it is a task for :func:`tfckd_lite.train.fit` (``distiller.model`` is the
+    student), which is how ``python -m tfckd_lite train --method ...`` trains every method.
     """
     if method not in METHODS:
         raise KeyError(f"unknown distillation method {method!r}; choose one of {list(METHODS)}")
@@ -255,4 +257,5 @@ def build_distiller(method: str, teacher: nn.Module | None, student: nn.Module,
             kwargs.update(batch_size=batch_size, frames=frames)
         distiller = spec.factory(student, teacher, se_loss, kd_weight=weight, **kwargs)
     distiller.name = method
+    distiller.build_options = dict(options)
     return distiller
