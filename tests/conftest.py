@@ -18,3 +18,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class SimulatedKill(Exception):
+    """Raised inside a training step to stand for Ctrl-C or a killed process."""
+
+
+@pytest.fixture
+def kill_at_step():
+    """``kill_at_step(task, n)``: make the task's n-th forward call raise SimulatedKill."""
+
+    def arm(task, n: int):
+        original_forward = task.forward
+        calls = {"n": 0}
+
+        def dying_forward(*args):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise SimulatedKill()
+            return original_forward(*args)
+
+        task.forward = dying_forward
+        return SimulatedKill
+
+    return arm

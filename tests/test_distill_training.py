@@ -104,27 +104,15 @@ def test_distillation_trains_through_fit(method, teacher, splits, tmp_path):
     assert state["counters"]["task"]["teacher_sha256"] == teacher_hash
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_interrupted_tfckd_run_resumes_to_the_same_weights(teacher, splits, tmp_path):
+def test_interrupted_tfckd_run_resumes_to_the_same_weights(teacher, splits, tmp_path,
+                                                           kill_at_step):
     config = _config(epochs=2, checkpoint_every=1)
     straight = _distiller("tfckd", teacher)
     straight_result = _fit(straight, splits, tmp_path / "straight", config)
 
     dying = _distiller("tfckd", teacher)
-    original_forward = dying.forward
-    calls = {"n": 0}
-
-    def dying_forward(*args):
-        calls["n"] += 1
-        if calls["n"] == 4:               # second epoch, second step: like a killed process
-            raise Interrupt()
-        return original_forward(*args)
-
-    dying.forward = dying_forward
-    with pytest.raises(Interrupt):
+    killed = kill_at_step(dying, 4)       # second epoch, second step
+    with pytest.raises(killed):
         _fit(dying, splits, tmp_path / "resumed", config)
     fresh = _distiller("tfckd", teacher, seed=123)      # a new process: other initial weights
     initial = _distiller("tfckd", teacher).state_dict()

@@ -77,28 +77,15 @@ def test_training_reduces_the_loss_on_a_fixed_batch(splits):
     assert losses[-1] < 0.7 * losses[0]
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, splits):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, splits, kill_at_step):
     train_set, valid_set = splits
     config = _config(checkpoint_every=1)
     straight = fit(_task(), train_set, valid_set, tmp_path / "straight", config, progress=False,
                    valid_workers=1)
 
     task = _task()
-    original_forward = task.forward
-    calls = {"n": 0}
-
-    def dying_forward(*args):
-        calls["n"] += 1
-        if calls["n"] == 5:              # second epoch, second step: like a killed process
-            raise Interrupt()
-        return original_forward(*args)
-
-    task.forward = dying_forward
-    with pytest.raises(Interrupt):
+    killed = kill_at_step(task, 5)       # second epoch, second step
+    with pytest.raises(killed):
         fit(task, train_set, valid_set, tmp_path / "resumed", config, progress=False,
             valid_workers=1)
     fresh = _task(seed=123)              # a new process: different initial weights

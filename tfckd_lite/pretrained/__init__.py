@@ -43,6 +43,30 @@ def describe(name: str) -> dict:
     return json.loads(path(name).with_suffix(".json").read_text())
 
 
+def results_table_markdown(names: list[str] | None = None) -> str:
+    """Test-split scores of shipped models (and of the noisy input) as a Markdown table.
+
+    Notebook: 03_training.ipynb
+
+    The README's table is this function's output, so it always shows the stored measurements.
+    """
+    names = names or available()
+    metrics = [("pesq_wb", "PESQ-WB", 2), ("pesq_nb", "PESQ-NB", 2), ("stoi", "STOI", 3),
+               ("estoi", "ESTOI", 3), ("si_sdr", "SI-SDR (dB)", 2)]
+    summaries = {name: describe(name)["test"]["summary"] for name in names}
+    lines = ["| model | params | " + " | ".join(label for _, label, _ in metrics) + " |",
+             "|---|---|" + "---|" * len(metrics)]
+    first = summaries[names[0]]
+    lines.append("| noisy input | | " + " | ".join(f"{first['input_' + key]:.{digits}f}"
+                                                   for key, _, digits in metrics) + " |")
+    for name, summary in summaries.items():
+        params = sum(t.numel() for t in load(name).parameters())
+        cells = [f"{summary[key]:.{digits}f} ({summary['delta_' + key]:+.{digits}f})"
+                 for key, _, digits in metrics]
+        lines.append(f"| `{name}` | {params:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def load(name: str, map_location="cpu"):
     """A ready DPDCRN (eval mode) with the shipped weights of ``name``.
 
