@@ -59,3 +59,29 @@ def test_notebooks_are_stored_without_outputs_and_with_a_python_kernel():
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert not cell.outputs, f"{path.name}: commit notebooks without outputs"
+
+
+def test_readme_lists_the_notebook_sequence_of_the_catalog():
+    from tfckd_lite.catalog import NOTEBOOKS, notebook_table_markdown
+
+    readme = (ROOT / "README.md").read_text()
+    assert notebook_table_markdown("notebooks/") in readme, \
+        "README's notebook table is out of date: paste tfckd_lite.catalog.notebook_table_markdown('notebooks/')"
+    for nb in NOTEBOOKS:
+        assert (ROOT / "notebooks" / nb.file).is_file(), nb.file
+        assert nb.cpu_time and "TBD" not in nb.cpu_time, f"{nb.file}: run time not measured"
+
+
+def test_readme_names_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make lab" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_results_come_from_the_shipped_models():
+    from tfckd_lite import pretrained
+
+    assert pretrained.available(), "no shipped models"
+    readme = (ROOT / "README.md").read_text()
+    assert pretrained.results_table_markdown() in readme, \
+        "README's results table is out of date: paste tfckd_lite.pretrained.results_table_markdown()"

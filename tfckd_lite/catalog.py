@@ -2,8 +2,8 @@
 
 Notebook: 00_overview.ipynb
 
-Run times are wall-clock times of the notebook under nbval on the 2-core CPU machine, measured
-with ``make notebooks`` (pytest prints per-notebook durations with ``--durations=0``).
+Run times are the times pytest reports for each notebook run alone under nbval
+(``pytest notebooks/NAME.ipynb --nbval-lax --nbval-current-env``) on the idle 2-core CPU machine.
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "what the collection teaches, the sequence, how to run it", "2 s"),
     NotebookEntry("01_signals_and_data.ipynb", "Signals and data",
                   "the reduced offline dataset, SNR by hand, PESQ/STOI/ESTOI/SI-SDR of the noisy "
-                  "input", "TBD"),
+                  "input", "6 s (15 s when it first builds the mini set)"),
     NotebookEntry("02_dpdcrn.ipynb", "DPDCRN",
                   "the network block by block, taps, receptive field and causality, parameters "
-                  "and FLOPs of teacher and student", "TBD"),
+                  "and FLOPs of teacher and student", "6 s"),
+    NotebookEntry("03_training.ipynb", "Training",
+                  "the SE loss, the training engine, exact resume from atomic checkpoints, the "
+                  "shipped lite teacher and student baseline", "20 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).
 PLANNED = [
-    "03 · training a teacher and a student baseline",
     "04 · time and frequency calibration weights per layer",
     "05 · intra- and inter-set distillation end to end",
     "06 · interactive spectrogram comparison",

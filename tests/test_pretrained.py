@@ -1,0 +1,37 @@
+"""The shipped models: loadable without pickle, described, and as good as their JSON says."""
+
+import pytest
+import torch
+
+from tfckd_lite import pretrained
+from tfckd_lite.checkpoint import read_model_description
+from tfckd_lite.models import PRESETS
+
+
+@pytest.mark.parametrize("name", ["lite-teacher", "lite-student"])
+def test_shipped_model_loads_with_its_preset_and_provenance(name):
+    model = pretrained.load(name)
+    assert not model.training
+    assert model.config == PRESETS[name]
+    info = pretrained.describe(name)
+    assert info == read_model_description(pretrained.path(name))
+    assert info["preset"] == name
+    assert info["command"].startswith("python -m tfckd_lite train --preset " + name)
+    assert len(info["data_manifest_sha256"]) == 64
+    assert info["test"]["summary"]["clips"] == 300
+    assert info["history"] and info["metrics"]["epoch"] in [h["epoch"] for h in info["history"]]
+    out = model.enhance(torch.randn(8000) * 0.1)
+    assert out.shape == (8000,) and torch.isfinite(out).all()
+
+
+def test_teacher_beats_the_student_baseline_on_every_metric():
+    teacher = pretrained.describe("lite-teacher")["test"]["summary"]
+    student = pretrained.describe("lite-student")["test"]["summary"]
+    for metric in ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr"):
+        assert teacher[metric] > student[metric], metric
+        assert teacher[metric] > teacher["input_" + metric], metric
+
+
+def test_unknown_name_lists_what_exists():
+    with pytest.raises(KeyError, match="lite-teacher"):
+        pretrained.load("nope")
