@@ -10,6 +10,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory):
+    """The mini reduced set, built once per test session (later uses only verify it)."""
+    from tfckd_lite.data import build_dataset
+
+    return build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's tiny-tensor tests on one thread: small shapes gain nothing from threads,

@@ -18,12 +18,6 @@ HAVE_ASTERISK = bool(speech.find_asterisk_prompts())
 TINY = Profile("tiny", 8, 4, 4, 1.0, 2.0, 0.25, 6, "tests")
 
 
-@pytest.fixture(scope="session")
-def mini(tmp_path_factory):
-    """The mini set, built once per test session (other test files reuse the same folder)."""
-    return build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
-
-
 @pytest.fixture
 def tiny_profile(monkeypatch):
     monkeypatch.setitem(PROFILES, "tiny", TINY)

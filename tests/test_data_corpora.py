@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from tfckd_lite.audio import AudioError, ResampleWarning
-from tfckd_lite.data import CorpusError, PairedDataset, build_dataset, detect_kind, open_corpus
+from tfckd_lite.data import CorpusError, PairedDataset, detect_kind, open_corpus
 
 
 def _speechy(n, rate, seed):
@@ -144,11 +144,6 @@ def test_l3das23_missing_microphone_b_is_reported(tmp_path):
         open_corpus(root, "test")
     with pytest.warns(UserWarning, match="skipping 1 ids"):
         assert open_corpus(root, "test", unpaired="skip").names == ["0001", "0003"]
-
-
-@pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    return build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
 
 
 def test_the_reduced_set_opens_with_all_splits_and_speakers(mini):

@@ -6,13 +6,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from tfckd_lite.data import PairedDataset, build_dataset, make_loader, open_corpus
+from tfckd_lite.data import PairedDataset, make_loader, open_corpus
 
 
 @pytest.fixture(scope="module")
-def train_set(tmp_path_factory):
-    root = build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
-    return open_corpus(root, "train")
+def train_set(mini):
+    return open_corpus(mini, "train")
 
 
 def _batches(loader):

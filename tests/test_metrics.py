@@ -8,15 +8,14 @@ import soundfile as sf
 import torch
 
 from tfckd_lite import metrics
-from tfckd_lite.data import PairedDataset, build_dataset, mix_at_snr, open_corpus
+from tfckd_lite.data import PairedDataset, mix_at_snr, open_corpus
 from tfckd_lite.data.noise import colored_noise
 from tfckd_lite.metrics import UnscorableError
 
 
 @pytest.fixture(scope="module")
-def test_set(tmp_path_factory):
-    root = build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
-    return open_corpus(root, "test")
+def test_set(mini):
+    return open_corpus(mini, "test")
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,11 @@ import pytest
 import torch
 
 from tfckd_lite.checkpoint import load_model, read_model_description
-from tfckd_lite.data import build_dataset, open_corpus
+from tfckd_lite.data import open_corpus
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 from tfckd_lite.train import (SupervisedTask, TrainConfig, fit, learning_rate, manifest_sha256)
 
 TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
-
-
-@pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    return build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -203,6 +203,10 @@ def estoi(estimate, reference, sample_rate: int = SAMPLE_RATE, on_error: str = "
 # SI-SDR
 
 
+def _float_tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, np.float64))
+
+
 def si_sdr(estimate, reference, sample_rate: int | None = None, eps: float = 1e-8):
     """Scale-invariant SDR in dB (Le Roux et al. 2019), zero-mean, shapes ``(..., time)``.
 
@@ -211,29 +215,21 @@ def si_sdr(estimate, reference, sample_rate: int | None = None, eps: float = 1e-
     ``sample_rate`` is accepted for a uniform signature and not used. Torch input stays in
     torch (differentiable); a 1-D pair gives a float.
     """
-    if isinstance(estimate, torch.Tensor) or isinstance(reference, torch.Tensor):
-        est = torch.as_tensor(estimate)
-        ref = torch.as_tensor(reference).to(est)
-        if est.shape != ref.shape:
-            raise ValueError(f"si_sdr: estimate {tuple(est.shape)} and reference "
-                             f"{tuple(ref.shape)} differ in shape")
-        est = est - est.mean(-1, keepdim=True)
-        ref = ref - ref.mean(-1, keepdim=True)
-        scale = (est * ref).sum(-1, keepdim=True) / ((ref ** 2).sum(-1, keepdim=True) + eps)
-        target = scale * ref
-        value = 10 * torch.log10(((target ** 2).sum(-1) + eps)
-                                 / (((est - target) ** 2).sum(-1) + eps))
-        return float(value) if value.dim() == 0 else value
-    est, ref = np.asarray(estimate, np.float64), np.asarray(reference, np.float64)
+    as_torch = isinstance(estimate, torch.Tensor) or isinstance(reference, torch.Tensor)
+    # one formula for both: array input is computed as float64 tensors and returned as numpy
+    est = _float_tensor(estimate)
+    ref = _float_tensor(reference).to(est)
     if est.shape != ref.shape:
-        raise ValueError(f"si_sdr: estimate {est.shape} and reference {ref.shape} differ in "
-                         f"shape")
-    est = est - est.mean(-1, keepdims=True)
-    ref = ref - ref.mean(-1, keepdims=True)
-    scale = (est * ref).sum(-1, keepdims=True) / ((ref ** 2).sum(-1, keepdims=True) + eps)
+        raise ValueError(f"si_sdr: estimate {tuple(est.shape)} and reference "
+                         f"{tuple(ref.shape)} differ in shape")
+    est = est - est.mean(-1, keepdim=True)
+    ref = ref - ref.mean(-1, keepdim=True)
+    scale = (est * ref).sum(-1, keepdim=True) / ((ref ** 2).sum(-1, keepdim=True) + eps)
     target = scale * ref
-    value = 10 * np.log10(((target ** 2).sum(-1) + eps) / (((est - target) ** 2).sum(-1) + eps))
-    return float(value) if np.ndim(value) == 0 else value
+    value = 10 * torch.log10(((target ** 2).sum(-1) + eps) / (((est - target) ** 2).sum(-1) + eps))
+    if value.dim() == 0:
+        return float(value)
+    return value if as_torch else value.numpy()
 
 
 def _si_sdr_checked(est, ref, rate):
