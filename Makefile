@@ -18,7 +18,7 @@ PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebo
 help:
 	@echo "make lab    - set up .venv and open JupyterLab on the overview notebook"
 	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval)"
-	@echo "make bench  - print model benchmarks for this machine"
+	@echo "make bench  - print model and distillation benchmarks for this machine"
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~1 h)"
 
@@ -89,6 +89,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/bench_models.py
+	$(PY) bench/bench_distill.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
