@@ -32,11 +32,14 @@ NOTEBOOKS: list[NotebookEntry] = [
     NotebookEntry("03_training.ipynb", "Training",
                   "the SE loss, the training engine, exact resume from atomic checkpoints, the "
                   "shipped lite teacher and student baseline", "20 s"),
+    NotebookEntry("04_calibration_weights.ipynb", "Calibration weights",
+                  "time and \"frequency\" relations of real features, the calibration block step "
+                  "by step, weights per set and per frame during a short live distillation",
+                  "47 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).
 PLANNED = [
-    "04 · time and frequency calibration weights per layer",
     "05 · intra- and inter-set distillation end to end",
     "06 · interactive spectrogram comparison",
     "assignments/ · graded course assignments (nbgrader)",

@@ -16,7 +16,8 @@ Quick start::
 Modules: ``relations`` (time / "frequency" relations and Grams), ``calibration`` (the
 dual-stream calibration block), ``losses`` (Jeffreys divergence, calibrated set loss),
 ``fusion`` (residual fusion chains), ``distiller`` (``Distiller``, ``TFCKDDistiller``),
-``methods`` (baselines and the ``METHODS`` registry).
+``methods`` (baselines and the ``METHODS`` registry), ``plots`` (relation matrices, weight
+heatmaps and per-frame weight curves).
 """
 
 from .calibration import STREAMS, CalibrationWeights, StackedMLP, TFCalibration, uniform_weights

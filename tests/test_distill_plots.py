@@ -1,0 +1,80 @@
+"""Plots of relations and calibration weights (tfckd_lite.distill.plots)."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from tfckd_lite.distill import time_relation
+from tfckd_lite.distill.plots import plot_calibration_heatmap, plot_relation, plot_weight_curves
+from tfckd_lite.stft import HOP_LENGTH, SAMPLE_RATE
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_plot_relation_draws_the_matrix():
+    rel = time_relation(torch.randn(2, 3, 7, 5))[0]
+    fig, ax, im = plot_relation(rel, title="P")
+    assert im.get_array().shape == (7, 7)
+    np.testing.assert_allclose(np.asarray(im.get_array()), rel.numpy(), rtol=1e-6)
+    assert ax.get_title() == "P" and ax.figure is fig
+
+
+def test_plot_relation_uses_given_axes_and_rejects_batches():
+    fig, ax = plt.subplots()
+    out_fig, out_ax, im = plot_relation(np.full((4, 2), 0.5), ax=ax, colorbar=False,
+                                        xlabel="utterance b'")
+    assert out_fig is fig and out_ax is ax and ax.get_xlabel() == "utterance b'"
+    with pytest.raises(ValueError, match=r"\[R, C\]"):
+        plot_relation(torch.rand(2, 4, 4))
+
+
+def test_heatmap_averages_batch_and_frames():
+    weights = torch.softmax(torch.randn(2, 5, 3, 4), dim=-1)
+    fig, ax, im = plot_calibration_heatmap(weights, teacher_labels=["a", "b", "c", "d"])
+    shown = np.asarray(im.get_array())
+    assert shown.shape == (3, 4)
+    np.testing.assert_allclose(shown, weights.mean((0, 1)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(shown.sum(1), 1.0, rtol=1e-5)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", "d"]
+    assert len(ax.texts) == 12                         # one annotation per cell
+    assert im.get_clim() == (0.0, 1.0)
+
+
+def test_heatmap_errors():
+    with pytest.raises(ValueError, match="n_s, n_t"):
+        plot_calibration_heatmap(np.ones(3))
+    with pytest.raises(ValueError, match="n_s, n_t"):
+        plot_calibration_heatmap(np.ones((1, 2, 3)))
+    with pytest.raises(ValueError, match="student_labels"):
+        plot_calibration_heatmap(np.ones((2, 2)) / 2, student_labels=["only one"])
+
+
+def test_heatmap_without_annotations_on_given_axes():
+    fig, ax = plt.subplots()
+    _, out_ax, _ = plot_calibration_heatmap(np.ones((1, 2)) / 2, ax=ax, annotate=False)
+    assert out_ax is ax and len(ax.texts) == 0
+
+
+def test_weight_curves_one_line_per_teacher_layer_in_seconds():
+    weights = torch.softmax(torch.randn(10, 3), dim=-1)
+    fig, ax, lines = plot_weight_curves(weights, labels=["E1", "E2", "E3"])
+    assert len(lines) == 3
+    x, y = lines[1].get_data()
+    np.testing.assert_allclose(y, weights[:, 1].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(x[0], 0.5 * HOP_LENGTH / SAMPLE_RATE)
+    assert ax.get_xlim() == pytest.approx((0, 10 * HOP_LENGTH / SAMPLE_RATE))
+    assert ax.get_xlabel() == "time (s)"
+
+
+def test_weight_curves_frames_and_errors():
+    _, ax, lines = plot_weight_curves(np.full((4, 2), 0.5), seconds=False)
+    assert list(lines[0].get_xdata()) == [0, 1, 2, 3] and ax.get_xlabel() == "frame"
+    with pytest.raises(ValueError, match=r"\[T, n_t\]"):
+        plot_weight_curves(np.ones((2, 4, 1, 2)))
+    with pytest.raises(ValueError, match="labels"):
+        plot_weight_curves(np.ones((4, 2)), labels=["a"])

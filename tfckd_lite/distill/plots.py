@@ -1,0 +1,142 @@
+"""Plots of I2S-TFCKD relations and calibration weights.
+
+Notebook: 04_calibration_weights.ipynb
+
+Same convention as :mod:`tfckd_lite.plots`: every ``plot_*`` function takes an optional ``ax``
+(a new figure is made without one) and returns ``(fig, ax, artist)``.
+
+* :func:`plot_relation`: one relation matrix, e.g. a time relation ``P[b]`` (``[T, T]``) or a
+  "frequency" relation ``Q[b]`` (``[T, B]``), as an image with values in [0, 1];
+* :func:`plot_calibration_heatmap`: an ``n_s x n_t`` calibration-weight matrix (given as
+  ``[n_s, n_t]``, or as ``[B, T, n_s, n_t]`` and averaged over utterances and frames), annotated;
+* :func:`plot_weight_curves`: per-frame weights ``[T, n_t]`` of one student layer over the teacher
+  layers, one line per teacher layer, with time in seconds so that it lines up with
+  :func:`tfckd_lite.plots.plot_spectrogram` of the same utterance.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..plots import _as_numpy, _axes
+from ..stft import HOP_LENGTH, SAMPLE_RATE
+
+
+def _labels(labels: Sequence[str] | None, count: int, prefix: str, what: str) -> list[str]:
+    if labels is None:
+        return [f"{prefix}{i + 1}" for i in range(count)]
+    labels = [str(label) for label in labels]
+    if len(labels) != count:
+        raise ValueError(f"{what}: expected {count} label(s), got {len(labels)}")
+    return labels
+
+
+def plot_relation(matrix, ax=None, title: str | None = None, xlabel: str = "frame t'",
+                  ylabel: str = "frame t", vmin: float | None = 0.0, vmax: float | None = None,
+                  cmap: str = "viridis", colorbar: bool = True):
+    """Draw one relation matrix ``[R, C]`` (rows = query frames) as an image.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    Typical inputs: ``time_relation(x)[b]`` (``[T, T]``, rows sum to one over ``t'``) or
+    ``frequency_relation(x)[b]`` (``[T, B]``: frame ``t`` of utterance ``b`` against frame ``t``
+    of every utterance ``b'`` of the batch; pass ``xlabel="utterance b'"``). Row ``t`` is drawn at
+    height ``t`` (origin lower). ``vmax=None`` uses the matrix maximum. Returns
+    ``(fig, ax, im)``; a matrix that is not 2-D raises ``ValueError``.
+    """
+    arr = _as_numpy(matrix).astype(float)
+    if arr.ndim != 2:
+        raise ValueError(f"plot_relation expects one relation matrix [R, C], got shape "
+                         f"{arr.shape}; index the batch (and layer) axes first")
+    fig, ax = _axes(ax, figsize=(4, 3.5))
+    im = ax.imshow(arr, origin="lower", aspect="auto", cmap=cmap, vmin=vmin,
+                   vmax=float(arr.max()) if vmax is None else vmax, interpolation="nearest")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        fig.colorbar(im, ax=ax)
+    return fig, ax, im
+
+
+def plot_calibration_heatmap(weights, ax=None, title: str | None = None,
+                             student_labels: Sequence[str] | None = None,
+                             teacher_labels: Sequence[str] | None = None, annotate: bool = True,
+                             vmin: float = 0.0, vmax: float = 1.0, cmap: str = "Blues",
+                             colorbar: bool = False):
+    """Heatmap of calibration weights: rows = student layers, columns = teacher layers.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``weights``: ``[n_s, n_t]``, or ``[B, T, n_s, n_t]`` as in ``distiller.last_weights`` (then
+    averaged over utterances and frames). Each row sums to one (a softmax over the teacher
+    layers), so the colour scale is fixed to ``[vmin, vmax] = [0, 1]`` by default and panels are
+    comparable. ``annotate`` writes each value in its cell. Labels default to ``S1..`` / ``T1..``.
+    Returns ``(fig, ax, im)``; any other number of axes raises ``ValueError``.
+    """
+    arr = _as_numpy(weights).astype(float)
+    if arr.ndim == 4:
+        arr = arr.mean(axis=(0, 1))
+    elif arr.ndim != 2:
+        raise ValueError(f"plot_calibration_heatmap expects [n_s, n_t] or [B, T, n_s, n_t] "
+                         f"weights, got shape {arr.shape}")
+    n_s, n_t = arr.shape
+    rows = _labels(student_labels, n_s, "S", "student_labels")
+    cols = _labels(teacher_labels, n_t, "T", "teacher_labels")
+    fig, ax = _axes(ax, figsize=(0.8 * n_t + 1.6, 0.6 * n_s + 1.2))
+    im = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(n_t), cols)
+    ax.set_yticks(range(n_s), rows)
+    ax.set_xlabel("teacher layer j")
+    ax.set_ylabel("student layer i")
+    if annotate:
+        middle = (vmin + vmax) / 2
+        for i in range(n_s):
+            for j in range(n_t):
+                ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if arr[i, j] > middle else "black")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        fig.colorbar(im, ax=ax)
+    return fig, ax, im
+
+
+def plot_weight_curves(weights, ax=None, labels: Sequence[str] | None = None,
+                       title: str | None = None, seconds: bool = True,
+                       sample_rate: int = SAMPLE_RATE, hop_length: int = HOP_LENGTH):
+    """Per-frame calibration weights of one student layer: one curve per teacher layer.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``weights``: ``[T, n_t]``, e.g. ``last_weights["encoder"]["time"][b, :, i]`` (utterance ``b``,
+    student layer ``i``). With ``seconds=True`` frame ``t`` is drawn at the centre of its span
+    ``[t, t + 1) * hop_length / sample_rate``, the same axis as
+    :func:`tfckd_lite.plots.plot_spectrogram`, so the curves line up under a spectrogram that
+    shares the x axis; ``seconds=False`` plots against the frame index. The y axis is [0, 1].
+    Returns ``(fig, ax, lines)`` with one ``Line2D`` per teacher layer; a ``weights`` array that
+    is not 2-D raises ``ValueError``.
+    """
+    arr = _as_numpy(weights).astype(float)
+    if arr.ndim != 2:
+        raise ValueError(f"plot_weight_curves expects per-frame weights [T, n_t] of one "
+                         f"utterance and student layer, got shape {arr.shape}")
+    frames, n_t = arr.shape
+    names = _labels(labels, n_t, "T", "labels")
+    x = np.arange(frames, dtype=float)
+    if seconds:
+        x = (x + 0.5) * hop_length / sample_rate
+    fig, ax = _axes(ax, figsize=(6, 2.5))
+    lines = [ax.plot(x, arr[:, j], lw=1.2, label=f"teacher {names[j]}")[0] for j in range(n_t)]
+    ax.set_ylim(0, 1)
+    if seconds:
+        ax.set_xlim(0, frames * hop_length / sample_rate)
+    ax.set_xlabel("time (s)" if seconds else "frame")
+    ax.set_ylabel("weight")
+    ax.legend(fontsize=8, loc="upper right", ncol=min(n_t, 4))
+    if title:
+        ax.set_title(title)
+    return fig, ax, lines
