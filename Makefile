@@ -13,7 +13,7 @@ export IPYTHONDIR          := $(abspath $(VENV))/etc/ipython
 export MPLCONFIGDIR        := $(abspath $(VENV))/etc/matplotlib
 PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup lab test unit notebooks bench clean help system-deps data pretrained
+.PHONY: setup lab test unit notebooks bench clean help system-deps data pretrained assignments reproduce
 
 help:
 	@echo "make lab    - set up .venv and open JupyterLab on the overview notebook"
@@ -21,6 +21,8 @@ help:
 	@echo "make bench  - print model and distillation benchmarks for this machine"
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~1 h)"
+	@echo "make reproduce - every distillation method x 3 seeds on 'small'; ships the results (GPU: minutes, CPU: many hours)"
+	@echo "make assignments - generate the student versions of the graded assignments (nbgrader)"
 
 # The stamp is rebuilt only when the dependency list changes, so a second run is instant.
 # torch is installed first on its own, pinned, so that no dependency can pull a CUDA build.
@@ -74,6 +76,22 @@ pretrained: data
 	wait $$teacher; wait $$student
 	$(PY) -m tfckd_lite export --run runs/lite-teacher --name lite-teacher --data data/generated/small
 	$(PY) -m tfckd_lite export --run runs/lite-student --name lite-student --data data/generated/small
+
+# The distillation experiment of notebook 05: every method x 3 seeds under one budget, λ tuned on
+# validation; resumable (re-run the same command after an interruption). --ship exports the best
+# seeds and the report into tfckd_lite/pretrained. On a CPU, two single-threaded runs side by side.
+REPRODUCE_ARGS := --data data/generated/small --out runs/reproduce --jobs 2
+reproduce: data
+	$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --ship
+
+# Student versions of the graded assignments: nbgrader replaces the solutions by stubs and writes
+# notebooks/assignments/release/<name>/ (and its gradebook.db). nbgrader runs helper programs
+# (alembic) from PATH, hence the environment's bin/ first. Guide: notebooks/assignments/README.md.
+ASSIGNMENTS := $(notdir $(wildcard notebooks/assignments/source/*))
+assignments: setup
+	cd notebooks/assignments && for name in $(ASSIGNMENTS); do \
+	  PATH="$(abspath $(VENV))/bin:$$PATH" $(abspath $(PY)) -m nbgrader generate_assignment $$name \
+	    --force || exit 1; done
 
 lab: setup
 	cd notebooks && ../$(VENV)/bin/jupyter lab 00_overview.ipynb

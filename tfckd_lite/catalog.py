@@ -8,6 +8,7 @@ Run times are the times pytest reports for each notebook run alone under nbval
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,25 +26,30 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "what the collection teaches, the sequence, how to run it", "2 s"),
     NotebookEntry("01_signals_and_data.ipynb", "Signals and data",
                   "the reduced offline dataset, SNR by hand, PESQ/STOI/ESTOI/SI-SDR of the noisy "
-                  "input", "6 s (15 s when it first builds the mini set)"),
+                  "input", "8 s (15 s when it first builds the mini set)"),
     NotebookEntry("02_dpdcrn.ipynb", "DPDCRN",
                   "the network block by block, taps, receptive field and causality, parameters "
-                  "and FLOPs of teacher and student", "6 s"),
+                  "and FLOPs of teacher and student", "9 s"),
     NotebookEntry("03_training.ipynb", "Training",
                   "the SE loss, the training engine, exact resume from atomic checkpoints, the "
-                  "shipped lite teacher and student baseline", "20 s"),
+                  "shipped lite teacher and student baseline", "26 s"),
     NotebookEntry("04_calibration_weights.ipynb", "Calibration weights",
                   "time and \"frequency\" relations of real features, the calibration block step "
                   "by step, weights per set and per frame during a short live distillation",
-                  "47 s"),
+                  "57 s"),
+    NotebookEntry("05_distillation.ipynb", "Distillation end to end",
+                  "residual fusion step by step, the inter-set stage and the total KD loss, every "
+                  "method behind one interface, a short live distillation, the reproduce "
+                  "experiment and its results table", "67 s"),
+    NotebookEntry("06_compare_spectrograms.ipynb", "Comparing enhancers",
+                  "noisy, clean, teacher, student and distilled students side by side on one "
+                  "colour scale, difference to clean, per-clip metrics and audio, per-frame "
+                  "calibration weights of a whole utterance, an interactive widget built on pure "
+                  "functions", "15 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).
-PLANNED = [
-    "05 · intra- and inter-set distillation end to end",
-    "06 · interactive spectrogram comparison",
-    "assignments/ · graded course assignments (nbgrader)",
-]
+PLANNED: list[str] = []
 
 
 def notebook_dir() -> Path:
@@ -60,4 +66,80 @@ def notebook_table_markdown(link_prefix: str = "") -> str:
     for nb in NOTEBOOKS:
         lines.append(f"| [{nb.file}]({link_prefix}{nb.file}) | {nb.topic} | {nb.learn} | "
                      f"{nb.cpu_time} |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AssignmentEntry:
+    name: str            # folder and notebook name under notebooks/assignments/source/
+    title: str
+    task: str            # what a student implements or does
+    student_time: str    # expected time for a student: an estimate, not a measurement
+
+
+# The graded nbgrader assignments (notebooks/assignments/, instructor guide in its README.md).
+ASSIGNMENTS: list[AssignmentEntry] = [
+    AssignmentEntry("a1_time_relation", "Time and \"frequency\" relations",
+                    "implement frame vectors, the time relation P and the \"frequency\" relation "
+                    "Q; explain what Q really compares", "about 45 min"),
+    AssignmentEntry("a2_calibrated_set_loss", "Calibrated Jeffreys set loss",
+                    "implement the Jeffreys divergence, the calibrated pair divergences L_ij and "
+                    "the set loss; explain the two normalisers", "about 60 min"),
+    AssignmentEntry("a3_fusion_step", "One residual fusion step",
+                    "implement the projection φ by hand, one gated fusion step and a whole fusion "
+                    "chain; explain why the decoder is fused backwards", "about 60 min"),
+    AssignmentEntry("a4_ablation", "Ablation: learned vs uniform calibration",
+                    "run tfckd and tfckd-uniform for a few steps, implement the measures of a run, "
+                    "interpret them in writing", "about 45 min"),
+]
+
+
+def assignment_notebook(name: str) -> Path:
+    """The instructor (source) notebook of an assignment in a source checkout.
+
+    Notebook: assignments/README.md (the instructor guide)
+    """
+    return notebook_dir() / "assignments" / "source" / name / f"{name}.ipynb"
+
+
+def assignment_points(path: str | Path) -> tuple[float, float]:
+    """``(autograded, manually graded)`` points of an nbgrader notebook, from its cell metadata.
+
+    Notebook: assignments/README.md (the instructor guide)
+
+    Autograded points are those of graded code cells (autograder tests), manual points those of
+    graded Markdown cells (written answers). A graded cell without points is an error.
+    """
+    cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    auto = manual = 0.0
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not meta.get("grade"):
+            continue
+        if "points" not in meta:
+            raise ValueError(f"{path}: graded cell {meta.get('grade_id')!r} has no points")
+        if cell["cell_type"] == "code":
+            auto += meta["points"]
+        else:
+            manual += meta["points"]
+    return auto, manual
+
+
+def _points(value: float) -> str:
+    return f"{value:g}"
+
+
+def assignment_table_markdown(link_prefix: str = "source/") -> str:
+    """The assignments as a Markdown table, points read from the notebooks (the guide shows it).
+
+    Notebook: assignments/README.md (the instructor guide)
+    """
+    lines = ["| assignment | what students do | expected student time | points |",
+             "|---|---|---|---|"]
+    for entry in ASSIGNMENTS:
+        auto, manual = assignment_points(assignment_notebook(entry.name))
+        lines.append(f"| [{entry.name}]({link_prefix}{entry.name}/{entry.name}.ipynb): "
+                     f"{entry.title} | {entry.task} | {entry.student_time} | "
+                     f"{_points(auto + manual)} ({_points(auto)} autograded + "
+                     f"{_points(manual)} written) |")
     return "\n".join(lines)

@@ -9,6 +9,10 @@ Two kinds of file, both written atomically (temporary file in the same folder, f
   "stft": {...}, "sample_rate": ..., "library_version": ..., ...}``. A readable copy of that
   description is written next to it as ``*.json``; loading trusts only the header, so the two
   can never disagree about what the weights are.
+- a **distiller extras file** (``*.extras.safetensors``): a distiller's own trained parameters
+  (calibration blocks, fusion chains, adaptors) without the student or teacher, with the
+  distiller's ``resume_signature()`` in the header; with the student's model file it rebuilds
+  the trained distiller, e.g. to plot the calibration weights a shipped student learned with.
 - a **training state** (``*.state.safetensors``): everything needed to resume - the trainable
   module's state dict, the optimiser's tensors, the RNG states - with counters, history and
   optimiser hyper-parameters in the header.
@@ -36,6 +40,7 @@ from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH
 
 MODEL_FORMAT = "tfckd_lite.model"
 STATE_FORMAT = "tfckd_lite.training_state"
+EXTRAS_FORMAT = "tfckd_lite.distiller_extras"
 
 
 class CheckpointError(ValueError):
@@ -152,6 +157,46 @@ def _load_state(module: torch.nn.Module, tensors: dict, path, description: dict)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match the model: missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(unexpected)[:5]}")
+
+
+# ------------------------------------------------------------ distiller extras (calibration)
+
+def save_distiller_extras(path: str | os.PathLike, distiller: torch.nn.Module, **extra: Any) -> Path:
+    """Save a distiller's own parameters and buffers (everything but student and teacher).
+
+    Notebook: 05_distillation.ipynb
+
+    The header holds ``signature`` (the distiller's ``resume_signature()``: method, λ, options,
+    teacher hash) and ``extra``; :func:`load_distiller_extras` refuses a distiller whose
+    signature differs.
+    """
+    tensors = {k: v for k, v in distiller.state_dict().items() if not k.startswith("student.")}
+    description = {"signature": distiller.resume_signature(), "library_version": __version__,
+                   **extra}
+    return _write(path, tensors, description, EXTRAS_FORMAT)
+
+
+def load_distiller_extras(path: str | os.PathLike, distiller: torch.nn.Module) -> dict:
+    """Load what :func:`save_distiller_extras` wrote into ``distiller``; returns its description.
+
+    Notebook: 05_distillation.ipynb
+
+    The student's weights are not touched (load them from its model file). Raises
+    :class:`CheckpointError` when the file was written for another method, λ, option set or
+    teacher, or when its tensors do not fit.
+    """
+    tensors, description = _read(path, EXTRAS_FORMAT)
+    ours = distiller.resume_signature()
+    theirs = description.get("signature") or {}
+    if theirs != ours:
+        changed = {k: (theirs.get(k), ours.get(k)) for k in sorted({*theirs, *ours})
+                   if theirs.get(k) != ours.get(k)}
+        raise CheckpointError(f"{path} holds the extras of another distiller (saved, this one): "
+                              f"{changed}")
+    state = {k: v for k, v in distiller.state_dict().items() if k.startswith("student.")}
+    state.update(tensors)
+    _load_state(distiller, state, path, description)
+    return description
 
 
 # ---------------------------------------------------------------- training state (resume)

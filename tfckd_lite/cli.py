@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "tfckd_lite.data.cli",
     "tfckd_lite.train",
     "tfckd_lite.pretrained",
+    "tfckd_lite.experiment",
 ]
 
 

@@ -36,11 +36,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_training_state, save_model, save_training_state
+from .checkpoint import (load_training_state, save_distiller_extras, save_model,
+                         save_training_state)
 from .losses import compressed_spectral_loss
 
 STATE_FILE = "last.state.safetensors"
 BEST_FILE = "best.safetensors"
+BEST_EXTRAS_FILE = "best.extras.safetensors"     # a distiller's calibration/fusion/adaptors
 
 
 @dataclass
@@ -162,7 +164,9 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
 
     Writes into ``run_dir``: ``last.state.safetensors`` (resume state), ``best.safetensors`` (+
     ``.json``) with the best epoch's network and its validation metrics, and
-    ``history.json``. With ``resume=True`` an existing state in ``run_dir`` is continued; its
+    ``history.json``; a distiller with parameters of its own also gets
+    ``best.extras.safetensors`` (its calibration / fusion / adaptors at the best epoch). With
+    ``resume=True`` an existing state in ``run_dir`` is continued; its
     config must equal ``config``. ``description`` (e.g. preset, data manifest hash, command) is
     stored with the best weights.
 
@@ -270,6 +274,9 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
             counters["best"] = {"epoch": epoch + 1, **metrics}
             save_model(run_dir / BEST_FILE, model, metrics=counters["best"], train_config=comparable,
                        **(description or {}))
+            if signature is not None and any(not k.startswith("student.")
+                                             for k in task.state_dict()):
+                save_distiller_extras(run_dir / BEST_EXTRAS_FILE, task, epoch=epoch + 1)
         if progress:
             print(f"epoch {epoch + 1}/{config.epochs}: loss {train_means['total']:.4f}, valid "
                   f"PESQ-WB {metrics.get('pesq_wb', float('nan')):.3f}, SI-SDR "
@@ -281,6 +288,54 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
 
     return TrainResult(run_dir=run_dir, history=counters["history"], best_path=run_dir / BEST_FILE,
                        best_metrics=counters["best"])
+
+
+def train_steps(task: nn.Module, batches, steps: int, lr: float = 1e-3, grad_clip: float = 5.0,
+                progress: bool = True, callback: Callable[[int, dict], None] | None = None
+                ) -> list[dict[str, float]]:
+    """A short live run for the notebooks: ``steps`` AdamW steps, no checkpoints, no validation.
+
+    Notebooks: 04_calibration_weights.ipynb, 05_distillation.ipynb
+
+    ``task`` is a :class:`SupervisedTask` or a distiller (its ``model`` gives the STFT);
+    ``batches`` yields ``(noisy, clean)`` waveform batches and is iterated again from the start
+    when it runs out (a ``make_loader`` loader moves to its next epoch then). ``callback(step,
+    losses)`` runs after each step (e.g. to snapshot calibration weights). Returns one dict of
+    named losses (floats) per step. Real training, with resume and best-epoch selection, is
+    :func:`fit`.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    params = list(task.trainable_parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr)
+
+    def endless():
+        while True:
+            count = 0
+            for item in batches:
+                count += 1
+                yield item
+            if count == 0:
+                raise ValueError("the batches are empty")
+
+    history: list[dict[str, float]] = []
+    task.train()
+    stream = endless()
+    for step in tqdm(range(1, steps + 1), desc="steps", disable=not progress, leave=False):
+        noisy, clean = next(stream)
+        losses = task(task.model.stft(noisy), task.model.stft(clean))
+        if not torch.isfinite(losses["total"]):
+            raise FloatingPointError(f"non-finite loss at step {step}: "
+                                     f"{ {k: float(v.detach()) for k, v in losses.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        history.append({k: float(v.detach()) for k, v in losses.items()})
+        if callback is not None:
+            callback(step, history[-1])
+    task.eval()
+    return history
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -464,7 +519,8 @@ def _train_command(args) -> int:
     torch.manual_seed(config.seed)
     model = build_model(args.preset)
     description = {"preset": args.preset,
-                   "command": "python -m tfckd_lite " + shlex.join(sys.argv[1:]),
+                   "command": getattr(args, "command_line", None)
+                   or "python -m tfckd_lite " + shlex.join(sys.argv[1:]),
                    "method": args.method}
     if args.method == "none":
         task = SupervisedTask(model)
@@ -480,7 +536,8 @@ def _train_command(args) -> int:
     description["data_manifest_sha256"] = manifest_sha256(args.data)
     result = fit(task, open_corpus(args.data, "train"),
                  open_corpus(args.data, "valid"), args.out, config,
-                 resume=not args.no_resume, description=description)
+                 resume=not args.no_resume, description=description,
+                 progress=getattr(args, "progress", True))
     print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")
     return 0
 

@@ -1,7 +1,8 @@
 """I2S-TFCKD knowledge distillation for DPDCRN, and the methods it is compared with.
 
 Notebooks: 04_calibration_weights.ipynb (relations, calibration), 05_distillation.ipynb (losses,
-fusion, inter-set stage, ``Distiller``, methods). Specification: shared/spec/TFCKD.md.
+fusion, inter-set stage, ``Distiller``, methods). Method: Cheng et al., arXiv:2506.13127, as
+reconstructed from the authors' demonstration code (the equations are restated in each module).
 
 Quick start::
 

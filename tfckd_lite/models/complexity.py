@@ -74,7 +74,10 @@ def count_flops(model: nn.Module, seconds: float = 1.0, batch: int = 1) -> int:
     in_planes = 2 * getattr(getattr(model, "config", None), "in_channels", 1)
     frames = num_frames(int(round(seconds * SAMPLE_RATE)))
     param = next(model.parameters())
-    spec = torch.randn(batch, in_planes, frames, N_BINS, device=param.device, dtype=param.dtype)
+    # requires_grad on the input keeps the fused MHA path off even for a frozen model (a
+    # distiller's teacher), whose parameters do not require grad
+    spec = torch.randn(batch, in_planes, frames, N_BINS, device=param.device, dtype=param.dtype,
+                       requires_grad=True)
     was_training = model.training
     model.eval()
     try:

@@ -3,7 +3,10 @@
 Notebook: 03_training.ipynb
 
 Each ``<name>.safetensors`` has a ``<name>.json`` next to it with its config, validation and
-test metrics and the exact command that reproduces it (``make pretrained``).
+test metrics and the exact command that reproduces it (``make pretrained``). A distilled
+student (``lite-student-<method>``, shipped by ``python -m tfckd_lite reproduce --ship``) may
+also have ``<name>.extras.safetensors``: its distiller's trained calibration and fusion weights,
+which :func:`load_distiller` puts back together with the teacher it was distilled from.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from ..checkpoint import load_model
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
+EXTRAS_SUFFIX = ".extras.safetensors"      # a distilled student's calibration / fusion weights
 
 
 def available() -> list[str]:
@@ -21,7 +25,8 @@ def available() -> list[str]:
 
     Notebook: 03_training.ipynb
     """
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors")
+                  if not p.name.endswith(EXTRAS_SUFFIX))
 
 
 def path(name: str) -> Path:
@@ -75,8 +80,49 @@ def load(name: str, map_location="cpu"):
     return load_model(path(name), map_location=map_location)
 
 
+def load_distiller(name: str):
+    """The trained distiller of a shipped distilled student (teacher, student and extras).
+
+    Notebooks: 05_distillation.ipynb, 06_compare_spectrograms.ipynb
+
+    Rebuilds ``build_distiller(method, teacher, student, ...)`` from the student's description
+    (method, λ, options, batch size and segment length of its training run), with the shipped
+    teacher it names, and loads ``<name>.extras.safetensors``. Raises ``KeyError`` for a model
+    without extras, and ``CheckpointError`` when the shipped teacher is no longer the one the
+    student was distilled from (e.g. after the teacher was retrained).
+    """
+    from ..checkpoint import CheckpointError, load_distiller_extras
+    from ..distill import build_distiller
+    from ..losses import compressed_spectral_loss
+    from ..stft import SAMPLE_RATE, num_frames
+
+    extras = PRETRAINED_DIR / f"{name}{EXTRAS_SUFFIX}"
+    if not extras.is_file():
+        with_extras = [n for n in available() if (PRETRAINED_DIR / f"{n}{EXTRAS_SUFFIX}").is_file()]
+        raise KeyError(f"{name!r} has no distiller extras; shipped distillers: "
+                       f"{with_extras or 'none yet (python -m tfckd_lite reproduce --ship)'}")
+    info = describe(name)
+    teacher_name = info.get("teacher")
+    if teacher_name not in available():
+        raise CheckpointError(f"{name} was distilled from {teacher_name!r}, which is not shipped")
+    import hashlib
+
+    if hashlib.sha256(path(teacher_name).read_bytes()).hexdigest() != info.get("teacher_sha256"):
+        raise CheckpointError(f"{name} was distilled from another version of {teacher_name} "
+                              "(its sha256 differs); re-run the experiment to ship matching "
+                              "students")
+    train = info["train_config"]
+    frames = num_frames(round(train["segment_seconds"] * SAMPLE_RATE))
+    distiller = build_distiller(info["method"], load(teacher_name), load(name),
+                                train["batch_size"], frames, se_loss=compressed_spectral_loss,
+                                kd_weight=info["kd_weight"], **info.get("method_options", {}))
+    load_distiller_extras(extras, distiller)
+    return distiller.eval()
+
+
 def export(run_dir, name: str, data_root, split: str = "test", command: str | None = None,
-           max_clips: int | None = None, progress: bool = True) -> Path:
+           max_clips: int | None = None, progress: bool = True,
+           report: dict | None = None) -> Path:
     """Ship a run's best model as ``pretrained/<name>``, with its test-split scores.
 
     Notebook: 03_training.ipynb
@@ -84,8 +130,11 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     Evaluates ``run_dir/best.safetensors`` on ``split`` of ``data_root`` with
     :func:`tfckd_lite.metrics.evaluate`, then writes the weights with a description holding the
     training description (preset, command, data manifest hash, validation metrics), the
-    training history and the test summary. Returns the written path.
+    training history and the test summary (``report``: an ``evaluate`` result already computed
+    for this model, to skip scoring it again). A distillation run's ``best.extras.safetensors``
+    is shipped next to it. Returns the written path.
     """
+    from ..audio import atomic_write_bytes
     from ..checkpoint import load_model, save_model
     from ..data import open_corpus
     from ..metrics import evaluate
@@ -97,12 +146,20 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
         description.pop(key, None)                 # save_model writes these afresh
     history_file = run_dir / "history.json"
     description["history"] = json.loads(history_file.read_text()) if history_file.exists() else []
-    report = evaluate(model.enhance, open_corpus(data_root, split), max_clips=max_clips,
-                      progress=progress)
+    if report is None:
+        report = evaluate(model.enhance, open_corpus(data_root, split), max_clips=max_clips,
+                          progress=progress)
     description["test"] = {"split": split, "summary": report["summary"]}
     if command:
         description["export_command"] = command
-    return save_model(PRETRAINED_DIR / f"{name}.safetensors", model, **description)
+    written = save_model(PRETRAINED_DIR / f"{name}.safetensors", model, **description)
+    extras = run_dir / "best.extras.safetensors"
+    target = PRETRAINED_DIR / f"{name}{EXTRAS_SUFFIX}"
+    if extras.is_file():
+        atomic_write_bytes(target, extras.read_bytes())
+    elif target.exists():
+        target.unlink()                 # a stale file from an earlier export of this name
+    return written
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,186 @@
+"""The end-to-end experiment (``reproduce``), distiller extras and shipped distillers."""
+
+import json
+import math
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tfckd_lite import experiment, pretrained
+from tfckd_lite.checkpoint import (CheckpointError, load_distiller_extras, load_model,
+                                   save_distiller_extras, save_model)
+from tfckd_lite.cli import build_parser
+from tfckd_lite.distill import build_distiller
+from tfckd_lite.experiment import ExperimentConfig, Run
+from tfckd_lite.losses import compressed_spectral_loss
+from tfckd_lite.models import build_model
+
+
+def tiny_config(root, out, **overrides) -> ExperimentConfig:
+    settings = dict(data=str(root), out=str(out), methods=("none", "tfckd"), seeds=(0, 1),
+                    kd_weights=(1.0, 10.0), epochs=1, steps_per_epoch=2, batch_size=2,
+                    segment_seconds=0.5, warmup_steps=1, valid_clips=2, test_clips=2)
+    settings.update(overrides)
+    return ExperimentConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def finished(mini, tmp_path_factory):
+    """One tiny experiment (2 methods x 2 seeds, λ grid of 2), run once for the module."""
+    torch.set_num_threads(1)
+    cfg = tiny_config(mini, tmp_path_factory.mktemp("experiment"))
+    return cfg, experiment.reproduce(cfg, progress=False)
+
+
+def test_every_run_trains_with_the_same_budget(finished):
+    cfg, results = finished
+    # tuning: every λ of the grid on seed 0; final: every seed at the chosen λ
+    for w in cfg.kd_weights:
+        assert Run("tfckd", w, 0).finished(cfg)
+    chosen = results["methods"]["tfckd"]["kd_weight"]
+    assert chosen in cfg.kd_weights
+    for run in results["runs"]:
+        history = json.loads((Run(run["method"], run["kd_weight"], run["seed"]).folder(cfg)
+                              / "history.json").read_text())
+        assert len(history) == cfg.epochs
+    assert sorted((r["method"], r["seed"]) for r in results["runs"]) == \
+        [("none", 0), ("none", 1), ("tfckd", 0), ("tfckd", 1)]
+
+
+def test_lambda_is_chosen_on_validation_only(finished):
+    cfg, results = finished
+    tuning = results["methods"]["tfckd"]["tuning_valid_pesq_wb"]
+    assert set(tuning) == {"1", "10"}
+    best = max(cfg.kd_weights, key=lambda w: (tuning[f"{w:g}"], -w))
+    assert results["methods"]["tfckd"]["kd_weight"] == best
+    for w in cfg.kd_weights:   # the scores are the runs' own best validation PESQ-WB
+        assert tuning[f"{w:g}"] == experiment.validation_score(Run("tfckd", w, 0), cfg)
+
+
+def test_table_rows_are_the_measured_means(finished):
+    cfg, results = finished
+    for method, entry in results["methods"].items():
+        mine = [r for r in results["runs"] if r["method"] == method]
+        for key, _, _ in experiment.METRICS:
+            values = torch.tensor([r["test"][key] for r in mine], dtype=torch.float64)
+            assert entry["scores"][key]["mean"] == pytest.approx(float(values.mean()))
+            assert entry["scores"][key]["std"] == pytest.approx(float(values.std()))
+            assert entry["scores"][key]["n"] == len(cfg.seeds)
+    none, tfckd = results["methods"]["none"], results["methods"]["tfckd"]
+    teacher = results["rows"]["teacher"]["pesq_wb"]["mean"]
+    gap = teacher - none["scores"]["pesq_wb"]["mean"]
+    expected = (tfckd["scores"]["pesq_wb"]["mean"] - none["scores"]["pesq_wb"]["mean"]) / gap
+    closed = tfckd["gap_closed"]["pesq_wb"]
+    assert (math.isnan(closed) and gap <= 0) or closed == pytest.approx(expected)
+    noisy = results["rows"]["noisy"]["si_sdr"]["mean"]
+    assert noisy == pytest.approx(results["runs"][0]["test"]["input_si_sdr"])
+    assert results["complexity"]["extra_params"]["none"] == 0
+    assert results["complexity"]["extra_params"]["tfckd"] > 0
+
+
+def test_report_files_and_command(finished):
+    cfg, results = finished
+    for path in results["report"].values():
+        assert Path(path).stat().st_size > 0
+    assert json.loads(Path(results["report"]["json"]).read_text())["methods"].keys() == \
+        results["methods"].keys()
+    table = Path(results["report"]["md"]).read_text()
+    assert "`none`" in table and "`tfckd`" in table and "teacher" in table
+    assert results["command"].startswith("python -m tfckd_lite reproduce --data ")
+    # the stored command parses back into the same configuration
+    args = build_parser().parse_args(shlex.split(results["command"])[3:])
+    assert (args.epochs, tuple(args.seeds), tuple(args.kd_weights), tuple(args.methods)) == \
+        (cfg.epochs, cfg.seeds, cfg.kd_weights, cfg.methods)
+
+
+def test_a_second_call_resumes_without_retraining(finished):
+    cfg, results = finished
+    stamps = {r["folder"]: (Path(r["folder"]) / "best.safetensors").stat().st_mtime_ns
+              for r in results["runs"]}
+    again = experiment.reproduce(cfg, progress=False)
+    assert again["methods"] == results["methods"]
+    for folder, stamp in stamps.items():
+        assert (Path(folder) / "best.safetensors").stat().st_mtime_ns == stamp
+
+
+def shipping_into(folder, monkeypatch):
+    """Point the package's pretrained folder at ``folder``, holding a copy of the teacher."""
+    for suffix in (".safetensors", ".json"):       # the teacher the students name
+        shutil.copy(pretrained.PRETRAINED_DIR / f"lite-teacher{suffix}", folder)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", folder)
+    monkeypatch.setattr(experiment, "RESULTS_DIR", folder / "results")
+
+
+def test_ship_exports_students_with_a_loadable_distiller(finished, tmp_path, monkeypatch):
+    cfg, results = finished
+    shipping_into(tmp_path, monkeypatch)
+    shipped = experiment.ship(results, progress=False)
+    assert set(shipped) == {"tfckd"}
+    assert pretrained.available() == ["lite-student-tfckd", "lite-teacher"]
+    assert experiment.shipped_results()["methods"] == json.loads(json.dumps(results["methods"]))
+    distiller = pretrained.load_distiller("lite-student-tfckd")
+    assert distiller.name == "tfckd" and distiller.kd_weight == results["methods"]["tfckd"]["kd_weight"]
+    best_run = Run("tfckd", distiller.kd_weight, results["methods"]["tfckd"]["best_seed"])
+    trained = load_model(best_run.folder(cfg) / "best.safetensors")
+    for a, b in zip(distiller.student.parameters(), trained.parameters()):
+        assert torch.equal(a, b)
+    noisy = torch.randn(cfg.batch_size, 2, distiller.frames, 257)
+    weights = distiller.calibration_weights(noisy)
+    row_sums = weights["encoder"]["time"].sum(-1)
+    torch.testing.assert_close(row_sums, torch.ones_like(row_sums))
+    with pytest.raises(KeyError, match="no distiller extras"):
+        pretrained.load_distiller("lite-teacher")
+
+
+def test_load_distiller_refuses_a_retrained_teacher(finished, tmp_path, monkeypatch):
+    cfg, results = finished
+    shipping_into(tmp_path, monkeypatch)
+    experiment.ship(results, progress=False)
+    torch.manual_seed(5)
+    save_model(tmp_path / "lite-teacher.safetensors", build_model("lite-teacher"),
+               preset="lite-teacher")
+    with pytest.raises(CheckpointError, match="another version of lite-teacher"):
+        pretrained.load_distiller("lite-student-tfckd")
+
+
+def _tiny_distiller(kd_weight=1.0):
+    torch.manual_seed(0)
+    teacher, student = build_model("lite-teacher"), build_model("lite-student")
+    return build_distiller("tfckd", teacher, student, 2, 16, se_loss=compressed_spectral_loss,
+                           kd_weight=kd_weight)
+
+
+def test_distiller_extras_round_trip_and_refusals(tmp_path):
+    source = _tiny_distiller()
+    with torch.no_grad():
+        for p in source.extra_parameters():
+            p.add_(0.5)
+    path = save_distiller_extras(tmp_path / "x.extras.safetensors", source, epoch=3)
+    target = _tiny_distiller()
+    student_before = [p.clone() for p in target.student.parameters()]
+    description = load_distiller_extras(path, target)
+    assert description["epoch"] == 3
+    for a, b in zip(source.extra_parameters(), target.extra_parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(student_before, target.student.parameters()):
+        assert torch.equal(a, b)                   # the student is not part of the extras
+    with pytest.raises(CheckpointError, match="another distiller"):
+        load_distiller_extras(path, _tiny_distiller(kd_weight=2.0))
+    save_model(tmp_path / "model.safetensors", build_model("lite-student"))
+    with pytest.raises(CheckpointError, match="not a tfckd_lite.distiller_extras file"):
+        load_distiller_extras(tmp_path / "model.safetensors", target)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"methods": ("tfckd", "nonsense")}, "unknown method"),
+    ({"methods": ("tfckd",)}, "needs method 'none'"),
+    ({"seeds": (1, 1)}, "distinct"),
+    ({"kd_weights": (0.0,)}, "positive"),
+    ({"jobs": 0}, "jobs"),
+])
+def test_config_errors(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, tmp_path, **overrides)

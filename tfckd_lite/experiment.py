@@ -1,0 +1,528 @@
+"""The end-to-end experiment: every distillation method x seeds under one budget, one table.
+
+Notebook: 05_distillation.ipynb
+
+``python -m tfckd_lite reproduce`` (``make reproduce``) runs, with a shipped teacher:
+
+1. **λ tuning on the validation split.** Each KD method is trained with seed ``seeds[0]`` for
+   every λ of the grid ``kd_weights``; the λ whose best epoch has the highest *validation*
+   PESQ-WB is kept (ties: the smaller λ). The test split plays no part in any choice. The
+   grid is log-spaced because the KD terms differ from the SE loss by orders of magnitude
+   at initialisation (about 1e-3 to 5e-2 against 0.04 to 1) and from one method to another.
+2. **The remaining seeds** with the chosen λ (the tuning run of ``seeds[0]`` is reused, so
+   every method has the same number of seeds and the same budget). ``none`` (the student
+   alone) is trained for every seed too.
+3. **Test-split scores** of each run's best epoch (chosen, as everywhere, on validation
+   PESQ-WB), and of the teacher; the noisy input's scores come with them.
+4. **The report**: ``results.json`` (everything, per run and aggregated), ``results.md`` (the
+   table) and ``results.png`` (the figure) in the output folder. Per method: mean ± sample
+   std over seeds of PESQ-WB, STOI, ESTOI and SI-SDR; the student's parameters and GFLOP per
+   second of audio, the extra parameters trained only during distillation, the training wall
+   time (including the per-epoch validation), and the share of the teacher–student gap each
+   method closes, ``(method − none) / (teacher − none)`` on the means.
+
+Every run is an ordinary ``python -m tfckd_lite train`` run in its own folder
+(``runs/<method>/lam-<λ>/seed-<s>``), so each can be re-run alone, and the experiment resumes:
+finished runs and cached test scores are kept, an interrupted run continues from its last
+checkpoint. ``jobs > 1`` runs that many training processes side by side (on a CPU, two
+single-threaded runs finish sooner than two two-threaded runs in a row).
+
+``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
+``tfckd_lite/pretrained/lite-student-<method>`` (with its distiller extras) and the report as
+``tfckd_lite/pretrained/results/distillation.{json,md,png}``, which notebook 05 and the README
+show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import atomic_write_bytes
+
+METRICS = (("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("estoi", "ESTOI", 3),
+           ("si_sdr", "SI-SDR (dB)", 2))
+RESULTS_DIR = Path(__file__).resolve().parent / "pretrained" / "results"
+SHIPPED_NAME = "distillation"
+
+
+@dataclass
+class ExperimentConfig:
+    """What the experiment trains and how (every method gets exactly this budget).
+
+    Notebook: 05_distillation.ipynb
+
+    The defaults are the full experiment: the schedule of the shipped lite student baseline
+    (6 epochs of the ``small`` training split, batch 8 x 1 s, AdamW 1e-3 with 200 warm-up
+    steps and cosine decay, 100 validation clips per epoch), three seeds, λ in {1, 10, 100}.
+    """
+
+    data: str
+    out: str
+    teacher: str = "lite-teacher"
+    student: str = "lite-student"
+    methods: tuple[str, ...] = ()          # () = every method of distill.METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    kd_weights: tuple[float, ...] = (1.0, 10.0, 100.0)
+    epochs: int = 6
+    steps_per_epoch: int | None = None
+    batch_size: int = 8
+    segment_seconds: float = 1.0
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    valid_clips: int | None = 100
+    test_clips: int | None = None
+    checkpoint_every: int = 50
+    jobs: int = 1
+    device: str = "auto"
+
+    def __post_init__(self):
+        from .distill import METHODS
+
+        self.methods = tuple(self.methods) or tuple(METHODS)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.kd_weights = tuple(float(w) for w in self.kd_weights)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+        if "none" not in self.methods:
+            raise ValueError("the experiment needs method 'none' (the student alone): it is "
+                             "the baseline every gap is measured from")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        if not self.kd_weights or any(w <= 0 for w in self.kd_weights):
+            raise ValueError(f"the λ grid must hold positive values, got {self.kd_weights}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the experiment: a method, its λ (None for 'none') and a seed."""
+
+    method: str
+    kd_weight: float | None
+    seed: int
+
+    def folder(self, cfg: ExperimentConfig) -> Path:
+        lam = "" if self.kd_weight is None else f"lam-{self.kd_weight:g}"
+        return Path(cfg.out, "runs", self.method, lam, f"seed-{self.seed}")
+
+    def argv(self, cfg: ExperimentConfig) -> list[str]:
+        """Arguments of ``python -m tfckd_lite`` that train this run."""
+        args = ["train", "--preset", cfg.student, "--data", str(cfg.data),
+                "--out", str(self.folder(cfg)), "--epochs", str(cfg.epochs),
+                "--batch-size", str(cfg.batch_size), "--segment-seconds", f"{cfg.segment_seconds:g}",
+                "--lr", f"{cfg.lr:g}", "--warmup-steps", str(cfg.warmup_steps),
+                "--checkpoint-every", str(cfg.checkpoint_every), "--seed", str(self.seed),
+                "--device", cfg.device, "--method", self.method]
+        if cfg.steps_per_epoch:
+            args += ["--steps-per-epoch", str(cfg.steps_per_epoch)]
+        if cfg.valid_clips:
+            args += ["--valid-clips", str(cfg.valid_clips)]
+        if self.kd_weight is not None:
+            args += ["--teacher", cfg.teacher, "--kd-weight", f"{self.kd_weight:g}"]
+        return args
+
+    def finished(self, cfg: ExperimentConfig) -> bool:
+        history = self.folder(cfg) / "history.json"
+        return history.is_file() and len(json.loads(history.read_text())) >= cfg.epochs
+
+
+def tuning_runs(cfg: ExperimentConfig) -> list[Run]:
+    """Stage 1: every seed of 'none', and seed ``seeds[0]`` of each KD method for each λ."""
+    runs = [Run("none", None, s) for s in cfg.seeds]
+    runs += [Run(m, w, cfg.seeds[0]) for m in cfg.methods if m != "none" for w in cfg.kd_weights]
+    return runs
+
+
+def final_runs(cfg: ExperimentConfig, chosen: dict[str, float | None]) -> list[Run]:
+    """The runs the table is made of: every seed of every method at its chosen λ."""
+    return [Run(m, chosen[m], s) for m in cfg.methods for s in cfg.seeds]
+
+
+def train_runs(runs: list[Run], cfg: ExperimentConfig, progress: bool = True) -> None:
+    """Train the unfinished ``runs`` (``cfg.jobs`` at a time); a failing run raises.
+
+    In this process when ``jobs == 1`` (through the same CLI function), else as
+    ``python -m tfckd_lite train`` subprocesses with ``OMP_NUM_THREADS = cores // jobs``
+    whose output goes to ``train.log`` in each run folder.
+    """
+    from .cli import build_parser
+    from tqdm.auto import tqdm
+
+    todo = [r for r in runs if not r.finished(cfg)]
+    bar = tqdm(total=len(todo), desc="training runs", disable=not progress or not todo)
+    if cfg.jobs == 1:
+        parser = build_parser()
+        for run in todo:
+            bar.set_postfix_str(f"{run.method} λ={run.kd_weight} seed {run.seed}")
+            args = parser.parse_args(run.argv(cfg))
+            args.command_line = "python -m tfckd_lite " + shlex.join(run.argv(cfg))
+            args.progress = False
+            args.func(args)
+            bar.update(1)
+        bar.close()
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // cfg.jobs))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    pending, active = list(todo), []
+    try:
+        while pending or active:
+            while pending and len(active) < cfg.jobs:
+                run = pending.pop(0)
+                folder = run.folder(cfg)
+                folder.mkdir(parents=True, exist_ok=True)
+                log = open(folder / "train.log", "ab")
+                proc = subprocess.Popen([sys.executable, "-m", "tfckd_lite", *run.argv(cfg)],
+                                        stdout=log, stderr=subprocess.STDOUT, env=env)
+                active.append((run, proc, log))
+            time.sleep(1.0)
+            for item in list(active):
+                run, proc, log = item
+                if proc.poll() is None:
+                    continue
+                log.close()
+                active.remove(item)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"training run {run} failed (exit {proc.returncode}); "
+                                       f"see {run.folder(cfg) / 'train.log'}")
+                bar.update(1)
+    finally:
+        for _, proc, log in active:
+            proc.terminate()
+            proc.wait()
+            log.close()
+        bar.close()
+
+
+def validation_score(run: Run, cfg: ExperimentConfig) -> float:
+    """The run's best validation PESQ-WB (what selects epochs, λ and shipped seeds)."""
+    from .checkpoint import read_model_description
+
+    return float(read_model_description(run.folder(cfg) / "best.safetensors")
+                 ["metrics"]["pesq_wb"])
+
+
+def choose_kd_weights(cfg: ExperimentConfig) -> dict[str, dict]:
+    """Per method the λ of the best validation PESQ-WB on seed ``seeds[0]`` (ties: smaller λ).
+
+    Returns ``{method: {"kd_weight": λ or None, "valid_pesq_wb": {λ: score}}}``.
+    """
+    chosen: dict[str, dict] = {"none": {"kd_weight": None, "valid_pesq_wb": {}}}
+    for method in cfg.methods:
+        if method == "none":
+            continue
+        scores = {w: validation_score(Run(method, w, cfg.seeds[0]), cfg) for w in cfg.kd_weights}
+        best = max(sorted(scores), key=lambda w: scores[w])   # max keeps the first of ties
+        chosen[method] = {"kd_weight": best, "valid_pesq_wb": {f"{w:g}": s
+                                                               for w, s in scores.items()}}
+    return chosen
+
+
+def _test_scores(model_file: Path, cache: Path, cfg: ExperimentConfig, progress: bool) -> dict:
+    """Test-split summary of a model file, cached next to it (keyed by the file's hash)."""
+    import hashlib
+
+    from .checkpoint import load_model
+    from .data import open_corpus
+    from .metrics import evaluate
+
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    key = {"model_sha256": digest, "data": str(cfg.data), "test_clips": cfg.test_clips}
+    if cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return stored["summary"]
+    model = load_model(model_file)
+    report = evaluate(model.enhance, open_corpus(cfg.data, "test"), max_clips=cfg.test_clips,
+                      progress=progress)
+    atomic_write_bytes(cache, (json.dumps({"key": key, "summary": report["summary"],
+                                           "records": report["records"]}, indent=1) + "\n"
+                               ).encode())
+    return report["summary"]
+
+
+def _mean_std(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=float)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return {"mean": float(arr.mean()), "std": std, "n": int(len(arr))}
+
+
+def _complexity(cfg: ExperimentConfig) -> dict:
+    """Student/teacher parameters and GFLOP/s, and each method's extra training parameters."""
+    from . import pretrained
+    from .distill import build_distiller
+    from .losses import compressed_spectral_loss
+    from .models import build_model, count_flops
+    from .stft import SAMPLE_RATE, num_frames
+
+    teacher = pretrained.load(cfg.teacher) if cfg.teacher in pretrained.available() else None
+    if teacher is None:
+        from .checkpoint import load_model
+        teacher = load_model(cfg.teacher)
+    student = build_model(cfg.student)
+    frames = num_frames(round(cfg.segment_seconds * SAMPLE_RATE))
+    extra = {}
+    for method in cfg.methods:
+        distiller = build_distiller(method, teacher if method != "none" else None, student,
+                                    cfg.batch_size, frames, se_loss=compressed_spectral_loss)
+        extra[method] = sum(p.numel() for p in distiller.extra_parameters())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"student_params": count(student), "student_gflops": count_flops(student) / 1e9,
+            "teacher_params": count(teacher), "teacher_gflops": count_flops(teacher) / 1e9,
+            "extra_params": extra}
+
+
+def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
+    """Score every final run and the teacher on the test split and aggregate (``results.json``)."""
+    from . import pretrained
+
+    runs = final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()})
+    per_run = []
+    for run in runs:
+        folder = run.folder(cfg)
+        summary = _test_scores(folder / "best.safetensors", folder / "test.json", cfg, progress)
+        history = json.loads((folder / "history.json").read_text())
+        per_run.append({"method": run.method, "kd_weight": run.kd_weight, "seed": run.seed,
+                        "folder": str(folder), "valid_pesq_wb": validation_score(run, cfg),
+                        "train_seconds": sum(h["seconds"] for h in history[:cfg.epochs]),
+                        "test": {k: summary[k] for k in summary if isinstance(summary[k], float)}})
+    teacher_file = (pretrained.path(cfg.teacher) if cfg.teacher in pretrained.available()
+                    else Path(cfg.teacher))
+    teacher = _test_scores(teacher_file, Path(cfg.out, "teacher.test.json"), cfg, progress)
+    first = per_run[0]["test"]
+    rows = {"noisy": {k: {"mean": first[f"input_{k}"], "std": 0.0, "n": 1} for k, _, _ in METRICS},
+            "teacher": {k: {"mean": teacher[k], "std": 0.0, "n": 1} for k, _, _ in METRICS}}
+    methods = {}
+    for method in cfg.methods:
+        mine = [r for r in per_run if r["method"] == method]
+        methods[method] = {
+            "kd_weight": chosen[method]["kd_weight"],
+            "tuning_valid_pesq_wb": chosen[method]["valid_pesq_wb"],
+            "scores": {k: _mean_std([r["test"][k] for r in mine]) for k, _, _ in METRICS},
+            "train_seconds": _mean_std([r["train_seconds"] for r in mine]),
+            "best_seed": max(mine, key=lambda r: r["valid_pesq_wb"])["seed"],
+        }
+    base = methods["none"]["scores"]
+    for method, entry in methods.items():
+        entry["gap_closed"] = {}
+        for key, _, _ in METRICS:
+            gap = rows["teacher"][key]["mean"] - base[key]["mean"]
+            gained = entry["scores"][key]["mean"] - base[key]["mean"]
+            entry["gap_closed"][key] = gained / gap if gap > 0 else float("nan")
+    return {"config": asdict(cfg), "command": reproduce_command(cfg), "rows": rows,
+            "methods": methods, "runs": per_run, "complexity": _complexity(cfg),
+            "teacher_test": teacher, "library_version": _version()}
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def reproduce_command(cfg: ExperimentConfig) -> str:
+    """The command line that reproduces ``cfg`` (stored in the results)."""
+    default = ExperimentConfig(data=cfg.data, out=cfg.out)
+    args = ["reproduce", "--data", str(cfg.data), "--out", str(cfg.out)]
+    flags = {"teacher": "--teacher", "student": "--student", "epochs": "--epochs",
+             "steps_per_epoch": "--steps-per-epoch", "batch_size": "--batch-size",
+             "segment_seconds": "--segment-seconds", "lr": "--lr",
+             "warmup_steps": "--warmup-steps", "valid_clips": "--valid-clips",
+             "test_clips": "--test-clips"}
+    for key, flag in flags.items():
+        if getattr(cfg, key) != getattr(default, key):
+            args += [flag, f"{getattr(cfg, key):g}" if isinstance(getattr(cfg, key), float)
+                     else str(getattr(cfg, key))]
+    for key, flag in (("methods", "--methods"), ("seeds", "--seeds"),
+                      ("kd_weights", "--kd-weights")):
+        if getattr(cfg, key) != getattr(default, key):
+            args += [flag, *(f"{v:g}" if isinstance(v, float) else str(v)
+                             for v in getattr(cfg, key))]
+    return "python -m tfckd_lite " + shlex.join(args)
+
+
+def results_markdown(results: dict) -> str:
+    """The results table (Markdown), one row per method plus the noisy input and the teacher.
+
+    Notebook: 05_distillation.ipynb
+    """
+    cx = results["complexity"]
+    head = ["method", "λ", "seeds"] + [label for _, label, _ in METRICS] + [
+        "gap closed PESQ-WB / SI-SDR", "params (+ extra in training)", "GFLOP/s",
+        "train time (min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda s, d: f"{s['mean']:.{d}f}"  # noqa: E731
+    for name, label, params, gflops in (("noisy", "noisy input", "", ""),
+                                        ("teacher", "teacher", f"{cx['teacher_params']:,}",
+                                         f"{cx['teacher_gflops']:.2f}")):
+        row = results["rows"][name]
+        lines.append(f"| {label} | | | " + " | ".join(fmt(row[k], d) for k, _, d in METRICS)
+                     + f" | | {params} | {gflops} | |")
+    for method, entry in results["methods"].items():
+        s = entry["scores"]
+        cells = [f"{s[k]['mean']:.{d}f} ± {s[k]['std']:.{d}f}" for k, _, d in METRICS]
+        gap = entry["gap_closed"]
+        gap_text = ("–" if method == "none" else
+                    " / ".join("n/a" if math.isnan(gap[k]) else f"{100 * gap[k]:+.0f} %"
+                               for k in ("pesq_wb", "si_sdr")))
+        lam = "–" if entry["kd_weight"] is None else f"{entry['kd_weight']:g}"
+        extra = cx["extra_params"].get(method, 0)
+        params = f"{cx['student_params']:,}" + (f" (+{extra:,})" if extra else "")
+        minutes = entry["train_seconds"]["mean"] / 60
+        lines.append(f"| `{method}` | {lam} | {s['pesq_wb']['n']} | " + " | ".join(cells)
+                     + f" | {gap_text} | {params} | {cx['student_gflops']:.2f} | {minutes:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_results(results: dict, axes=None):
+    """Mean ± std per method for each metric, with the noisy input and teacher as lines.
+
+    Notebook: 05_distillation.ipynb
+
+    ``axes``: four axes, or ``None`` for a new 1 x 4 figure. Returns ``(fig, axes)``.
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6),
+                                 layout="constrained")
+    fig = axes[0].figure
+    names = list(results["methods"])
+    x = np.arange(len(names))
+    for ax, (key, label, _) in zip(axes, METRICS):
+        means = [results["methods"][m]["scores"][key]["mean"] for m in names]
+        stds = [results["methods"][m]["scores"][key]["std"] for m in names]
+        colours = ["0.6" if m == "none" else ("C3" if m == "tfckd" else "C0") for m in names]
+        ax.bar(x, means, yerr=stds, color=colours, capsize=3)
+        for row, style in (("noisy", ":"), ("teacher", "--")):
+            ax.axhline(results["rows"][row][key]["mean"], color="k", ls=style, lw=1, label=row)
+        low = min(min(means) - max(stds, default=0), results["rows"]["noisy"][key]["mean"])
+        high = max(max(means) + max(stds, default=0), results["rows"]["teacher"][key]["mean"])
+        pad = 0.08 * (high - low or 1.0)
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+        ax.set_title(label)
+    axes[0].legend(fontsize=8, loc="lower right")
+    return fig, axes
+
+
+def write_report(results: dict, folder: str | Path, stem: str = "results") -> dict[str, Path]:
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` atomically into ``folder``."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {suffix: folder / f"{stem}.{suffix}" for suffix in ("json", "md", "png")}
+    atomic_write_bytes(paths["json"], (json.dumps(results, indent=1) + "\n").encode())
+    atomic_write_bytes(paths["md"], (results_markdown(results) + "\n").encode())
+    fig, _ = plot_results(results)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(paths["png"], buffer.getvalue())
+    return paths
+
+
+def reproduce(cfg: ExperimentConfig, progress: bool = True) -> dict:
+    """Run (or resume) the whole experiment and write its report; returns the results.
+
+    Notebook: 05_distillation.ipynb
+    """
+    train_runs(tuning_runs(cfg), cfg, progress)
+    chosen = choose_kd_weights(cfg)
+    train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg, progress)
+    results = collect_results(cfg, chosen, progress)
+    results["report"] = {k: str(v) for k, v in write_report(results, cfg.out).items()}
+    return results
+
+
+def ship(results: dict, progress: bool = True) -> dict[str, Path]:
+    """Export the best seed of each KD method and the report into the package.
+
+    Notebook: 05_distillation.ipynb
+
+    ``lite-student-<method>`` (best seed by validation PESQ-WB, with its distiller extras) for
+    every method but ``none``, and ``pretrained/results/distillation.{json,md,png}``.
+    """
+    from . import pretrained
+
+    cfg = ExperimentConfig(**results["config"])
+    shipped = {}
+    for method, entry in results["methods"].items():
+        if method == "none":
+            continue
+        run = Run(method, entry["kd_weight"], entry["best_seed"])
+        folder = run.folder(cfg)
+        cached = json.loads((folder / "test.json").read_text())
+        shipped[method] = pretrained.export(
+            folder, f"{cfg.student}-{method}", cfg.data, report=cached, progress=progress,
+            command=results["command"] + " --ship")
+    write_report(results, RESULTS_DIR, stem=SHIPPED_NAME)
+    return shipped
+
+
+def shipped_results() -> dict | None:
+    """The experiment results shipped with the package, or ``None`` when none are shipped.
+
+    Notebook: 05_distillation.ipynb
+    """
+    file = RESULTS_DIR / f"{SHIPPED_NAME}.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+def register(subparsers) -> None:
+    """``reproduce`` subcommand of ``python -m tfckd_lite``."""
+    defaults = ExperimentConfig(data="", out="")
+    p = subparsers.add_parser(
+        "reproduce", help="train every distillation method x seeds under one budget and write "
+                          "the results table and figure (Notebook 05)")
+    p.add_argument("--data", required=True, help="reduced set root (e.g. data/generated/small)")
+    p.add_argument("--out", required=True, help="experiment folder (resumed if it exists)")
+    p.add_argument("--teacher", default=defaults.teacher)
+    p.add_argument("--student", default=defaults.student)
+    p.add_argument("--methods", nargs="+", default=None, help="default: every method")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    p.add_argument("--kd-weights", nargs="+", type=float, default=list(defaults.kd_weights),
+                   help="the λ grid tuned on the validation split")
+    for name in ("epochs", "batch_size", "warmup_steps", "checkpoint_every", "jobs"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("steps_per_epoch", "valid_clips", "test_clips"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    p.add_argument("--segment-seconds", type=float, default=defaults.segment_seconds)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--ship", action="store_true",
+                   help="export the best seeds and the report into tfckd_lite/pretrained")
+    p.set_defaults(func=_reproduce_command)
+
+
+def _reproduce_command(args) -> int:
+    cfg = ExperimentConfig(
+        data=args.data, out=args.out, teacher=args.teacher, student=args.student,
+        methods=tuple(args.methods or ()), seeds=tuple(args.seeds),
+        kd_weights=tuple(args.kd_weights), epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        segment_seconds=args.segment_seconds, lr=args.lr, warmup_steps=args.warmup_steps,
+        valid_clips=args.valid_clips, test_clips=args.test_clips,
+        checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device)
+    results = reproduce(cfg)
+    print(results_markdown(results))
+    print("report:", ", ".join(results["report"].values()))
+    if args.ship:
+        for method, path in ship(results).items():
+            print(f"shipped {method}: {path}")
+    return 0
