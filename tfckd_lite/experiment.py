@@ -42,11 +42,12 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .audio import atomic_write_bytes
 
 METRICS = (("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("estoi", "ESTOI", 3),
@@ -322,12 +323,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
             entry["gap_closed"][key] = gained / gap if gap > 0 else float("nan")
     return {"config": asdict(cfg), "command": reproduce_command(cfg), "rows": rows,
             "methods": methods, "runs": per_run, "complexity": _complexity(cfg),
-            "teacher_test": teacher, "library_version": _version()}
-
-
-def _version() -> str:
-    from . import __version__
-    return __version__
+            "teacher_test": teacher, "library_version": __version__}
 
 
 def reproduce_command(cfg: ExperimentConfig) -> str:

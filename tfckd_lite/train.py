@@ -155,6 +155,20 @@ def validate(model: nn.Module, valid_set, max_clips: int | None = None,
     return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
 
 
+def _optimisation_step(task: nn.Module, optimizer, params: list, noisy: torch.Tensor,
+                       clean: torch.Tensor, grad_clip: float, where: str) -> dict[str, torch.Tensor]:
+    """One step of :func:`fit` and :func:`train_steps`: losses, finiteness check, clipped update."""
+    losses = task(task.model.stft(noisy), task.model.stft(clean))
+    if not torch.isfinite(losses["total"]):
+        raise FloatingPointError(f"non-finite loss at {where}: "
+                                 f"{ {k: float(v.detach()) for k, v in losses.items()} }")
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return losses
+
+
 def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
         config: TrainConfig | None = None, progress: bool = True, resume: bool = True,
         description: dict | None = None, valid_workers: int | None = None) -> TrainResult:
@@ -242,18 +256,11 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
                 break
             if position < counters["step_in_epoch"]:
                 continue                       # already trained before the interruption
-            noisy, clean = noisy.to(device), clean.to(device)
-            losses = task(model.stft(noisy), model.stft(clean))
-            total = losses["total"]
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {position}: "
-                                         f"{ {k: float(v.detach()) for k, v in losses.items()} }")
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(counters["global_step"], total_steps, config)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
+            losses = _optimisation_step(task, optimizer, params, noisy.to(device),
+                                        clean.to(device), config.grad_clip,
+                                        f"epoch {epoch + 1}, step {position}")
             for key, value in losses.items():
                 running[key] = running.get(key, 0.0) + float(value.detach())
             counters["step_in_epoch"] += 1
@@ -323,14 +330,8 @@ def train_steps(task: nn.Module, batches, steps: int, lr: float = 1e-3, grad_cli
     stream = endless()
     for step in tqdm(range(1, steps + 1), desc="steps", disable=not progress, leave=False):
         noisy, clean = next(stream)
-        losses = task(task.model.stft(noisy), task.model.stft(clean))
-        if not torch.isfinite(losses["total"]):
-            raise FloatingPointError(f"non-finite loss at step {step}: "
-                                     f"{ {k: float(v.detach()) for k, v in losses.items()} }")
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
+        losses = _optimisation_step(task, optimizer, params, noisy, clean, grad_clip,
+                                    f"step {step}")
         history.append({k: float(v.detach()) for k, v in losses.items()})
         if callback is not None:
             callback(step, history[-1])

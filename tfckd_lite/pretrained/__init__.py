@@ -11,6 +11,7 @@ which :func:`load_distiller` puts back together with the teacher it was distille
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -105,8 +106,6 @@ def load_distiller(name: str):
     teacher_name = info.get("teacher")
     if teacher_name not in available():
         raise CheckpointError(f"{name} was distilled from {teacher_name!r}, which is not shipped")
-    import hashlib
-
     if hashlib.sha256(path(teacher_name).read_bytes()).hexdigest() != info.get("teacher_sha256"):
         raise CheckpointError(f"{name} was distilled from another version of {teacher_name} "
                               "(its sha256 differs); re-run the experiment to ship matching "
