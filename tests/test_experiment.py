@@ -120,6 +120,8 @@ def test_ship_exports_students_with_a_loadable_distiller(finished, tmp_path, mon
     shipped = experiment.ship(results, progress=False)
     assert set(shipped) == {"tfckd"}
     assert pretrained.available() == ["lite-student-tfckd", "lite-teacher"]
+    by_noise = pretrained.describe("lite-student-tfckd")["test"]["by"]["noise"]
+    assert sum(s["clips"] for s in by_noise.values()) == cfg.test_clips
     assert experiment.shipped_results()["methods"] == json.loads(json.dumps(results["methods"]))
     distiller = pretrained.load_distiller("lite-student-tfckd")
     assert distiller.name == "tfckd" and distiller.kd_weight == results["methods"]["tfckd"]["kd_weight"]
@@ -184,3 +186,36 @@ def test_distiller_extras_round_trip_and_refusals(tmp_path):
 def test_config_errors(overrides, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         tiny_config(tmp_path, tmp_path, **overrides)
+
+
+def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeypatch, tmp_path):
+    cfg, _ = finished
+    stored = json.loads((Path(cfg.out) / "experiment.json").read_text())
+    assert stored["config"]["epochs"] == cfg.epochs and len(stored["teacher_sha256"]) == 64
+    experiment.check_experiment_folder(tiny_config(cfg.data, cfg.out, jobs=2))   # free setting
+    with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 1 -> 2"):
+        experiment.reproduce(tiny_config(cfg.data, cfg.out, epochs=2), progress=False)
+    other = tmp_path / "other-teacher.safetensors"
+    torch.manual_seed(3)
+    save_model(other, build_model("lite-teacher"), preset="lite-teacher")
+    monkeypatch.setattr(experiment, "_teacher_file", lambda cfg: other)
+    with pytest.raises(experiment.ExperimentMismatchError, match="another version of the teacher"):
+        experiment.check_experiment_folder(cfg)
+
+
+def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, capsys):
+    cfg, _ = finished
+    done = experiment.status(cfg)
+    assert done["done"] == done["total"] == 2 + 2 + 1     # none x 2, tfckd: 2 λ + 1 more seed
+    assert done["seconds_left"] == 0
+    fresh = tiny_config(cfg.data, tmp_path / "fresh")
+    empty = experiment.status(fresh)
+    assert (empty["done"], empty["total"], empty["seconds_left"]) == (0, 5, None)
+    assert [r["kd_weight"] for r in empty["runs"] if r["method"] == "tfckd"] == [1.0, 10.0, None]
+    text = experiment.format_status(empty, fresh.epochs)
+    assert "0 of 5 runs finished" in text and "unknown" in text
+    args = build_parser().parse_args(["reproduce", "--data", str(cfg.data), "--out", str(cfg.out),
+                                      "--methods", "none", "tfckd", "--seeds", "0", "1",
+                                      "--kd-weights", "1", "10", "--epochs", "1", "--status"])
+    assert args.func(args) == 0
+    assert "5 of 5 runs finished; about 0.0 h" in capsys.readouterr().out

@@ -174,3 +174,33 @@ def test_evaluate_max_clips_and_multichannel_reference(tmp_path):
                            progress=False)
     assert seen == [(1, 4, 24000)] * 2 and out["summary"]["clips"] == 2
     assert out["summary"]["delta_si_sdr"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_summary_by_groups_the_clips_by_what_the_corpus_logs(test_set):
+    report = metrics.evaluate(lambda x: 0.5 * x, test_set, metrics=("si_sdr",), workers=1,
+                              progress=False)
+    infos = [test_set.info(i) for i in range(len(test_set))]
+    by_noise = metrics.summary_by(report, test_set, "noise")
+    assert list(by_noise) == sorted({info["noise"] for info in infos})
+    assert sum(s["clips"] for s in by_noise.values()) == len(test_set)
+    for noise, summary in by_noise.items():
+        names = {info["name"] for info in infos if info["noise"] == noise}
+        values = [r["input_si_sdr"] for r in report["records"] if r["name"] in names]
+        assert summary["clips"] == len(names)
+        assert summary["input_si_sdr"] == pytest.approx(np.mean(values))
+        assert summary["delta_si_sdr"] == pytest.approx(0.0, abs=1e-6)   # scaling changes nothing
+    by_snr = metrics.summary_by(report, test_set, "snr")
+    assert list(by_snr) == sorted(by_snr) and all(isinstance(k, float) for k in by_snr)
+    table = metrics.format_breakdown(by_snr, "snr")
+    assert table.splitlines()[0].split()[:3] == ["snr", "clips", "si_sdr"]
+    assert len(table.splitlines()) == len(by_snr) + 1
+    assert set(metrics.summary_by(report, test_set, "no-such-field")) == {None}
+    from tfckd_lite.plots import plot_breakdown
+
+    _, ax, bars = plot_breakdown({"a": by_noise, "b": by_noise}, metric="si_sdr")
+    assert [len(b) for b in bars] == [len(by_noise)] * 2
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(by_noise)
+    _, _, bars = plot_breakdown({"a": by_noise}, metric="si_sdr", delta=False)
+    assert [b.get_label() for b in bars] == ["noisy input", "a"]
+    with pytest.raises(ValueError, match="not in this dataset"):
+        metrics.summary_by(report, test_set.subset(2), "noise")

@@ -35,3 +35,18 @@ def test_teacher_beats_the_student_baseline_on_every_metric():
 def test_unknown_name_lists_what_exists():
     with pytest.raises(KeyError, match="lite-teacher"):
         pretrained.load("nope")
+
+
+@pytest.mark.parametrize("name", ["lite-teacher", "lite-student"])
+def test_shipped_scores_per_noise_type_and_snr_add_up_to_the_whole(name):
+    test = pretrained.describe(name)["test"]
+    assert list(pretrained.test_breakdown(name, "noise")) == ["babble", "clicks", "fan", "pink"]
+    assert list(pretrained.test_breakdown(name, "snr")) == ["2.5", "7.5", "12.5", "17.5"]
+    with pytest.raises(KeyError, match="no test scores per 'speaker'"):
+        pretrained.test_breakdown(name, "speaker")
+    for groups in test["by"].values():
+        assert sum(g["clips"] for g in groups.values()) == test["summary"]["clips"]
+        for metric in ("pesq_wb", "si_sdr"):
+            weighted = sum(g["clips"] * g[f"delta_{metric}"] for g in groups.values())
+            assert weighted / test["summary"]["clips"] == pytest.approx(
+                test["summary"][f"delta_{metric}"], abs=1e-6)

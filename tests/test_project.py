@@ -88,6 +88,9 @@ def test_readme_results_come_from_the_shipped_models():
     readme = (ROOT / "README.md").read_text()
     assert pretrained.results_table_markdown() in readme, \
         "README's results table is out of date: paste tfckd_lite.pretrained.results_table_markdown()"
+    assert pretrained.breakdown_table_markdown("noise") in readme, \
+        "README's per-noise table is out of date: paste " \
+        "tfckd_lite.pretrained.breakdown_table_markdown('noise')"
 
 
 def test_readme_shows_the_shipped_experiment_results():

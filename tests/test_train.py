@@ -109,6 +109,24 @@ def test_resume_with_another_config_is_refused(tmp_path, splits):
             valid_workers=1)
 
 
+def test_a_fresh_start_never_mixes_with_an_earlier_run(tmp_path, splits):
+    train_set, valid_set = splits
+    first = fit(_task(), train_set, valid_set, tmp_path, _config(epochs=1), progress=False,
+                valid_workers=1)
+    (tmp_path / "last.state.safetensors").unlink()            # e.g. deleted to save space
+    (tmp_path / "best.extras.safetensors").write_bytes(b"a distiller's leftovers")
+    kept = first.best_path.read_bytes()
+    with pytest.raises(ValueError, match="no training state to resume"):
+        fit(_task(), train_set, valid_set, tmp_path, _config(epochs=2), progress=False,
+            valid_workers=1)
+    assert first.best_path.read_bytes() == kept               # the earlier model is untouched
+    again = fit(_task(), train_set, valid_set, tmp_path, _config(epochs=2), progress=False,
+                valid_workers=1, resume=False)
+    assert len(again.history) == 2
+    assert not (tmp_path / "best.extras.safetensors").exists()
+    assert json.loads((tmp_path / "history.json").read_text()) == again.history
+
+
 def test_non_finite_loss_stops_training(tmp_path, splits):
     task = _task()
     task.se_loss = lambda est, ref: (est - ref).square().mean() * float("nan")
@@ -119,3 +137,18 @@ def test_non_finite_loss_stops_training(tmp_path, splits):
 def test_manifest_hash(mini, tmp_path):
     assert len(manifest_sha256(mini)) == 64
     assert manifest_sha256(tmp_path) is None
+
+
+def test_evaluate_cli_prints_and_stores_scores_per_group(mini, tmp_path, capsys):
+    from tfckd_lite.cli import build_parser
+
+    out = tmp_path / "scores.json"
+    args = build_parser().parse_args(["evaluate", "--model", "noisy", "--data", str(mini),
+                                      "--max-clips", "4", "--by", "noise", "--by", "snr",
+                                      "--json", str(out)])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "noise      clips" in printed and "snr        clips" in printed
+    report = json.loads(out.read_text())
+    for field in ("noise", "snr"):
+        assert sum(s["clips"] for s in report["by"][field].values()) == 4

@@ -26,26 +26,27 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "what the collection teaches, the sequence, how to run it", "2 s"),
     NotebookEntry("01_signals_and_data.ipynb", "Signals and data",
                   "the reduced offline dataset, SNR by hand, PESQ/STOI/ESTOI/SI-SDR of the noisy "
-                  "input", "8 s (15 s when it first builds the mini set)"),
+                  "input", "6 s (7 s when it first builds the mini set)"),
     NotebookEntry("02_dpdcrn.ipynb", "DPDCRN",
                   "the network block by block, taps, receptive field and causality, parameters "
-                  "and FLOPs of teacher and student", "9 s"),
+                  "and FLOPs of teacher and student", "7 s"),
     NotebookEntry("03_training.ipynb", "Training",
                   "the SE loss, the training engine, exact resume from atomic checkpoints, the "
-                  "shipped lite teacher and student baseline", "26 s"),
+                  "shipped lite teacher and student baseline and where they gain (per noise "
+                  "type and SNR)", "20 s"),
     NotebookEntry("04_calibration_weights.ipynb", "Calibration weights",
                   "time and \"frequency\" relations of real features, the calibration block step "
                   "by step, weights per set and per frame during a short live distillation",
-                  "57 s"),
+                  "41 s"),
     NotebookEntry("05_distillation.ipynb", "Distillation end to end",
                   "residual fusion step by step, the inter-set stage and the total KD loss, every "
                   "method behind one interface, a short live distillation, the reproduce "
-                  "experiment and its results table", "67 s"),
+                  "experiment and its results table", "48 s"),
     NotebookEntry("06_compare_spectrograms.ipynb", "Comparing enhancers",
                   "noisy, clean, teacher, student and distilled students side by side on one "
                   "colour scale, difference to clean, per-clip metrics and audio, per-frame "
                   "calibration weights of a whole utterance, an interactive widget built on pure "
-                  "functions", "15 s"),
+                  "functions", "11 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).

@@ -25,7 +25,10 @@ Every run is an ordinary ``python -m tfckd_lite train`` run in its own folder
 (``runs/<method>/lam-<λ>/seed-<s>``), so each can be re-run alone, and the experiment resumes:
 finished runs and cached test scores are kept, an interrupted run continues from its last
 checkpoint. ``jobs > 1`` runs that many training processes side by side (on a CPU, two
-single-threaded runs finish sooner than two two-threaded runs in a row).
+single-threaded runs finish sooner than two two-threaded runs in a row). A full run takes many
+hours on a CPU and is resumed across sessions, so ``<out>/experiment.json`` records the teacher's
+sha256 and the settings at the first start and a resume with another teacher or budget is
+refused (:func:`check_experiment_folder`); ``--status`` (:func:`status`) prints how far it got.
 
 ``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
 ``tfckd_lite/pretrained/lite-student-<method>`` (with its distiller extras) and the report as
@@ -286,8 +289,6 @@ def _complexity(cfg: ExperimentConfig) -> dict:
 
 def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
     """Score every final run and the teacher on the test split and aggregate (``results.json``)."""
-    from . import pretrained
-
     runs = final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()})
     per_run = []
     for run in runs:
@@ -298,9 +299,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
                         "folder": str(folder), "valid_pesq_wb": validation_score(run, cfg),
                         "train_seconds": sum(h["seconds"] for h in history[:cfg.epochs]),
                         "test": {k: summary[k] for k in summary if isinstance(summary[k], float)}})
-    teacher_file = (pretrained.path(cfg.teacher) if cfg.teacher in pretrained.available()
-                    else Path(cfg.teacher))
-    teacher = _test_scores(teacher_file, Path(cfg.out, "teacher.test.json"), cfg, progress)
+    teacher = _test_scores(_teacher_file(cfg), Path(cfg.out, "teacher.test.json"), cfg, progress)
     first = per_run[0]["test"]
     rows = {"noisy": {k: {"mean": first[f"input_{k}"], "std": 0.0, "n": 1} for k, _, _ in METRICS},
             "teacher": {k: {"mean": teacher[k], "std": 0.0, "n": 1} for k, _, _ in METRICS}}
@@ -431,11 +430,119 @@ def write_report(results: dict, folder: str | Path, stem: str = "results") -> di
     return paths
 
 
+class ExperimentMismatchError(RuntimeError):
+    """An experiment folder was started with another teacher or another budget."""
+
+
+#: settings that may change between sessions of one experiment (they do not change results)
+_FREE_SETTINGS = ("jobs", "device")
+
+
+def _teacher_file(cfg: ExperimentConfig) -> Path:
+    from . import pretrained
+
+    return (pretrained.path(cfg.teacher) if cfg.teacher in pretrained.available()
+            else Path(cfg.teacher))
+
+
+def check_experiment_folder(cfg: ExperimentConfig) -> dict:
+    """Record (first start) or check (resume) the teacher and budget of ``cfg.out``.
+
+    Notebook: 05_distillation.ipynb
+
+    ``<out>/experiment.json`` holds the configuration and the sha256 of the teacher file. A
+    full experiment takes many hours on a CPU, so it is resumed across sessions; resuming with
+    a retrained teacher or another budget would silently mix runs that are not comparable
+    (finished runs are not retrained), so it raises :class:`ExperimentMismatchError` naming
+    what differs. ``jobs`` and ``device`` may change.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(_teacher_file(cfg).read_bytes()).hexdigest()
+    settings = {k: v for k, v in asdict(cfg).items() if k not in _FREE_SETTINGS}
+    settings = json.loads(json.dumps(settings))        # tuples -> lists, as stored
+    record = Path(cfg.out) / "experiment.json"
+    if record.is_file():
+        stored = json.loads(record.read_text())
+        if stored["teacher_sha256"] != digest:
+            raise ExperimentMismatchError(
+                f"{cfg.out} was started with another version of the teacher {cfg.teacher!r} "
+                f"(sha256 {stored['teacher_sha256'][:12]}..., now {digest[:12]}...); its runs "
+                "cannot be mixed with new ones: use a new --out")
+        changed = {k: (stored["config"].get(k), v) for k, v in settings.items()
+                   if stored["config"].get(k) != v}
+        if changed:
+            detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ExperimentMismatchError(f"{cfg.out} was started with other settings ({detail}); "
+                                          "use the same settings or a new --out")
+        return stored
+    record.parent.mkdir(parents=True, exist_ok=True)
+    stored = {"config": settings, "teacher_sha256": digest, "library_version": __version__}
+    atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
+    return stored
+
+
+def status(cfg: ExperimentConfig) -> dict:
+    """How far an experiment folder has got, and a rough estimate of the time left.
+
+    Notebook: 05_distillation.ipynb
+
+    Returns ``{"runs": [...], "done", "total", "seconds_left"}``. Each run has its ``method``,
+    ``kd_weight`` (``None`` for the final seeds of a KD method before λ is chosen), ``seed``
+    and ``epochs_done``. The total counts the tuning runs and the final seeds still to come;
+    the estimate multiplies the epochs left by the mean measured epoch time of the method
+    (``None`` while a method has no finished epoch yet).
+    """
+    runs = tuning_runs(cfg)
+    tuned = all(r.finished(cfg) for r in runs)
+    chosen = ({m: c["kd_weight"] for m, c in choose_kd_weights(cfg).items()} if tuned
+              else {m: None for m in cfg.methods})
+    planned = runs + [r for r in final_runs(cfg, chosen) if r not in runs and
+                      (r.method == "none" or tuned or r.seed != cfg.seeds[0])]
+    epoch_seconds: dict[str, list[float]] = {}
+    rows = []
+    for run in planned:
+        history_file = run.folder(cfg) / "history.json"
+        known = run.kd_weight is not None or run.method == "none"
+        history = (json.loads(history_file.read_text())
+                   if known and history_file.is_file() else [])
+        epoch_seconds.setdefault(run.method, []).extend(h["seconds"] for h in history)
+        rows.append({"method": run.method, "kd_weight": run.kd_weight if known else None,
+                     "seed": run.seed, "epochs_done": min(len(history), cfg.epochs)})
+    left, unknown = 0.0, False
+    for row in rows:
+        times = epoch_seconds.get(row["method"])
+        remaining = cfg.epochs - row["epochs_done"]
+        if remaining and not times:
+            unknown = True
+        elif remaining:
+            left += remaining * float(np.mean(times))
+    return {"runs": rows, "done": sum(r["epochs_done"] == cfg.epochs for r in rows),
+            "total": len(rows), "seconds_left": None if unknown else left}
+
+
+def format_status(report: dict, epochs: int) -> str:
+    """:func:`status` as text: one line per run and a summary line."""
+    lines = [f"{'method':<18} {'λ':>6} {'seed':>4}  epochs"]
+    for r in report["runs"]:
+        lam = "–" if r["method"] == "none" else ("?" if r["kd_weight"] is None
+                                                 else f"{r['kd_weight']:g}")
+        lines.append(f"{r['method']:<18} {lam:>6} {r['seed']:>4}  {r['epochs_done']}/{epochs}")
+    left = report["seconds_left"]
+    eta = "unknown until every method has trained an epoch" if left is None else \
+        f"about {left / 3600:.1f} h of training left at the measured epoch times"
+    lines.append(f"{report['done']} of {report['total']} runs finished; {eta}")
+    return "\n".join(lines)
+
+
 def reproduce(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Run (or resume) the whole experiment and write its report; returns the results.
 
     Notebook: 05_distillation.ipynb
+
+    The folder's teacher and budget are checked first (:func:`check_experiment_folder`).
     """
+    check_experiment_folder(cfg)
     train_runs(tuning_runs(cfg), cfg, progress)
     chosen = choose_kd_weights(cfg)
     train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg, progress)
@@ -503,6 +610,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--ship", action="store_true",
                    help="export the best seeds and the report into tfckd_lite/pretrained")
+    p.add_argument("--status", action="store_true",
+                   help="print how far the experiment folder has got and exit")
     p.set_defaults(func=_reproduce_command)
 
 
@@ -515,6 +624,9 @@ def _reproduce_command(args) -> int:
         segment_seconds=args.segment_seconds, lr=args.lr, warmup_steps=args.warmup_steps,
         valid_clips=args.valid_clips, test_clips=args.test_clips,
         checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device)
+    if args.status:
+        print(format_status(status(cfg), cfg.epochs))
+        return 0
     results = reproduce(cfg)
     print(results_markdown(results))
     print("report:", ", ".join(results["report"].values()))

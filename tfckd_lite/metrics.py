@@ -37,7 +37,7 @@ from .stft import SAMPLE_RATE  # one source of truth: the STFT front-end
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr")
 
 __all__ = ["METRICS", "UnscorableError", "pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr",
-           "score_pair", "evaluate", "format_summary"]
+           "score_pair", "evaluate", "format_summary", "summary_by", "format_breakdown"]
 
 
 class UnscorableError(ValueError):
@@ -420,4 +420,56 @@ def format_summary(summary: dict, metrics=METRICS) -> str:
         lines.append(row)
     lines.append(f"{summary['clips']} clips, {summary['unscorable_clips']} with an unscorable "
                  f"score")
+    return "\n".join(lines)
+
+
+def summary_by(report: dict, dataset, field: str) -> dict:
+    """An :func:`evaluate` report summarised per group of clips: ``{label: summary}``.
+
+    Notebook: 03_training.ipynb
+
+    ``field`` is a key of ``dataset.info(i)``: ``"noise"``, ``"snr"`` and ``"speaker"`` for
+    corpora that log them (the reduced set, VoiceBank+DEMAND). Shows *where* a model gains and
+    where it does not, e.g. on the noise types that training never saw. Labels are sorted;
+    a clip without the field is grouped under ``None``.
+    """
+    if not report["records"]:
+        raise ValueError("the report has no records")
+    labels = {}
+    for i in range(len(dataset)):
+        info = dataset.info(i)
+        labels[info["name"]] = info.get(field)
+    missing = [r["name"] for r in report["records"] if r["name"] not in labels]
+    if missing:
+        raise ValueError(f"{len(missing)} clips of the report (first {missing[0]!r}) are not in "
+                         f"this dataset; pass the dataset that was evaluated")
+    first = report["records"][0]
+    metrics = tuple(m for m in METRICS if f"input_{m}" in first)
+    enhanced = any(m in first for m in metrics)
+    groups: dict = {}
+    for record in report["records"]:
+        groups.setdefault(labels[record["name"]], []).append(record)
+    order = sorted(groups, key=lambda label: (label is None, str(type(label)),
+                                              0 if label is None else label))
+    return {label: _summarise(groups[label], metrics, enhanced) for label in order}
+
+
+def format_breakdown(breakdown: dict, field: str, metrics=METRICS) -> str:
+    """A text table of :func:`summary_by`: one row per group, input -> enhanced (delta).
+
+    Notebook: 03_training.ipynb
+    """
+    any_summary = next(iter(breakdown.values()))
+    shown = [m for m in metrics if f"input_{m}" in any_summary]
+    enhanced = any(m in any_summary for m in shown)
+    head = f"{field:<10} {'clips':>5}" + "".join(f" {m:>22}" for m in shown)
+    lines = [head]
+    for label, summary in breakdown.items():
+        row = f"{str(label):<10} {summary['clips']:>5}"
+        for m in shown:
+            cell = f"{summary[f'input_{m}']:.2f}"
+            if enhanced:
+                cell += f" -> {summary[m]:.2f} ({summary[f'delta_{m}']:+.2f})"
+            row += f" {cell:>22}"
+        lines.append(row)
     return "\n".join(lines)

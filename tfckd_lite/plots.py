@@ -12,6 +12,10 @@ import torch
 from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE
 
 
+METRIC_LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI",
+                 "si_sdr": "SI-SDR (dB)"}
+
+
 def _axes(ax, figsize=(6, 3)):
     import matplotlib.pyplot as plt
 
@@ -141,3 +145,36 @@ def plot_training_curves(history: list[dict], axes=None):
     sdr_ax.set_ylabel("SI-SDR (dB)")
     pesq_ax.legend(handles=lines[1:], fontsize=8, loc="lower right")
     return fig, axes, lines
+
+
+def plot_breakdown(breakdowns: dict, metric: str = "si_sdr", ax=None,
+                   title: str | None = None, delta: bool = True):
+    """Grouped bars of one metric per group of clips, one colour per model.
+
+    Notebook: 03_training.ipynb
+
+    ``breakdowns`` maps a model name to a :func:`tfckd_lite.metrics.summary_by` result, or to
+    ``pretrained.test_breakdown(name, field)`` for a shipped model: ``{model: {group:
+    summary}}``. Draws the improvement over the noisy input (``delta_<metric>``), or the score
+    itself with ``delta=False`` (then the noisy input is drawn too). Returns
+    ``(fig, ax, bar containers)``.
+    """
+    fig, ax = _axes(ax, figsize=(7, 3))
+    groups = list(next(iter(breakdowns.values())))
+    series = {name: [by[g][f"delta_{metric}" if delta else metric] for g in groups]
+              for name, by in breakdowns.items()}
+    if not delta:
+        first = next(iter(breakdowns.values()))
+        series = {"noisy input": [first[g][f"input_{metric}"] for g in groups], **series}
+    width = 0.8 / len(series)
+    x = np.arange(len(groups))
+    bars = [ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+            for i, (name, values) in enumerate(series.items())]
+    ax.set_xticks(x, [str(g) for g in groups])
+    label = METRIC_LABELS.get(metric, metric)
+    ax.set_ylabel(f"Δ {label}" if delta else label)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig, ax, bars

@@ -42,6 +42,7 @@ from .losses import compressed_spectral_loss
 
 STATE_FILE = "last.state.safetensors"
 BEST_FILE = "best.safetensors"
+BEST_DESCRIPTION_FILE = "best.json"              # written by save_model next to BEST_FILE
 BEST_EXTRAS_FILE = "best.extras.safetensors"     # a distiller's calibration/fusion/adaptors
 
 
@@ -181,7 +182,9 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     ``history.json``; a distiller with parameters of its own also gets
     ``best.extras.safetensors`` (its calibration / fusion / adaptors at the best epoch). With
     ``resume=True`` an existing state in ``run_dir`` is continued; its
-    config must equal ``config``. ``description`` (e.g. preset, data manifest hash, command) is
+    config must equal ``config``; a folder with files of an earlier run but no state is refused
+    (its model is not overwritten). ``resume=False`` starts over and first deletes these files
+    of any earlier run in ``run_dir``. ``description`` (e.g. preset, data manifest hash, command) is
     stored with the best weights.
 
     Distillation (Notebook: 05_distillation.ipynb): a distiller of
@@ -241,6 +244,16 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
         if progress:
             print(f"resuming {run_dir} at epoch {counters['epoch'] + 1}, "
                   f"step {counters['step_in_epoch']}")
+    else:
+        earlier = [run_dir / name for name in (STATE_FILE, BEST_FILE, BEST_DESCRIPTION_FILE,
+                                               BEST_EXTRAS_FILE, "history.json")
+                   if (run_dir / name).exists()]
+        if earlier and resume:     # e.g. a finished run whose state was deleted: keep its model
+            raise ValueError(f"{run_dir} holds files of an earlier run ({earlier[0].name}, ...) "
+                             "but no training state to resume; use resume=False (--no-resume) "
+                             "to start over, or a new run folder")
+        for stale in earlier:      # starting over: they must not pass for this run's files
+            stale.unlink()
 
     def save_state():
         save_training_state(state_path, task, optimizer, counters)
@@ -392,6 +405,9 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--max-clips", type=int, default=None)
     p.add_argument("--json", default=None, help="write per-clip scores and summary here")
+    p.add_argument("--by", action="append", default=[], metavar="FIELD",
+                   help="also print the scores per group of clips: noise, snr or speaker "
+                        "(repeatable; corpora that log them)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_evaluate_command)
 
@@ -549,7 +565,7 @@ def _evaluate_command(args) -> int:
     from .audio import atomic_write_bytes
     from .checkpoint import load_model
     from .data import open_corpus
-    from .metrics import evaluate
+    from .metrics import evaluate, format_breakdown, summary_by
 
     dataset = open_corpus(args.data, args.split)
     if args.model == "noisy":
@@ -564,6 +580,9 @@ def _evaluate_command(args) -> int:
     report = evaluate(enhance, dataset, max_clips=args.max_clips)
     for key, value in report["summary"].items():
         print(f"{key:<28} {value:.3f}" if isinstance(value, float) else f"{key:<28} {value}")
+    for field in args.by:
+        report.setdefault("by", {})[field] = breakdown = summary_by(report, dataset, field)
+        print("\n" + format_breakdown(breakdown, field))
     if args.json:
         atomic_write_bytes(args.json, (json.dumps(report, indent=2, default=str) + "\n").encode())
     return 0

@@ -19,6 +19,7 @@ from ..checkpoint import load_model
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 EXTRAS_SUFFIX = ".extras.safetensors"      # a distilled student's calibration / fusion weights
+BREAKDOWN_FIELDS = ("noise", "snr")         # test scores are also stored per group of these
 
 
 def available() -> list[str]:
@@ -70,6 +71,51 @@ def results_table_markdown(names: list[str] | None = None) -> str:
         cells = [f"{summary[key]:.{digits}f} ({summary['delta_' + key]:+.{digits}f})"
                  for key, _, digits in metrics]
         lines.append(f"| `{name}` | {params:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def test_breakdown(name: str, field: str = "noise") -> dict:
+    """A shipped model's test summaries per group of clips: ``{group: summary}``, in order.
+
+    Notebook: 03_training.ipynb
+
+    ``field`` is ``"noise"`` or ``"snr"`` (``BREAKDOWN_FIELDS``), as stored at export. Groups
+    are strings (JSON keys), ordered numerically when they are numbers (SNRs).
+    """
+    stored = describe(name)["test"].get("by", {})
+    if field not in stored:
+        raise KeyError(f"{name} has no test scores per {field!r}; stored: {sorted(stored)}")
+
+    def order(label: str):
+        try:
+            return (0, float(label), "")
+        except ValueError:
+            return (1, 0.0, label)
+
+    return {label: stored[field][label] for label in sorted(stored[field], key=order)}
+
+
+def breakdown_table_markdown(field: str = "noise", names: list[str] | None = None,
+                             metrics=(("pesq_wb", "PESQ-WB", 2), ("si_sdr", "SI-SDR", 2))) -> str:
+    """Test-split improvements of shipped models per noise type (or per SNR), as Markdown.
+
+    Notebook: 03_training.ipynb
+
+    One row per group (``field``: ``"noise"`` or ``"snr"``) with the noisy input's score and
+    each model's improvement over it (:func:`test_breakdown`). The README's table is this
+    function's output.
+    """
+    names = names or [n for n in available() if "by" in describe(n)["test"]]
+    by = {name: test_breakdown(name, field) for name in names}
+    head = [field, "clips"] + [f"{label} noisy" for _, label, _ in metrics] + [
+        f"Δ{label} `{name}`" for _, label, _ in metrics for name in names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group, first in by[names[0]].items():
+        cells = [group, str(first["clips"])]
+        cells += [f"{first['input_' + key]:.{digits}f}" for key, _, digits in metrics]
+        cells += [f"{by[name][group]['delta_' + key]:+.{digits}f}"
+                  for key, _, digits in metrics for name in names]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -130,13 +176,15 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     :func:`tfckd_lite.metrics.evaluate`, then writes the weights with a description holding the
     training description (preset, command, data manifest hash, validation metrics), the
     training history and the test summary (``report``: an ``evaluate`` result already computed
-    for this model, to skip scoring it again). A distillation run's ``best.extras.safetensors``
-    is shipped next to it. Returns the written path.
+    for this model, to skip scoring it again), with the summary per noise type and per SNR
+    (``test["by"]``, :func:`tfckd_lite.metrics.summary_by`) when the corpus logs them. A
+    distillation run's ``best.extras.safetensors`` is shipped next to it. Returns the written
+    path.
     """
     from ..audio import atomic_write_bytes
     from ..checkpoint import load_model, save_model
     from ..data import open_corpus
-    from ..metrics import evaluate
+    from ..metrics import evaluate, summary_by
 
     run_dir = Path(run_dir)
     model = load_model(run_dir / "best.safetensors")
@@ -145,10 +193,15 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
         description.pop(key, None)                 # save_model writes these afresh
     history_file = run_dir / "history.json"
     description["history"] = json.loads(history_file.read_text()) if history_file.exists() else []
+    dataset = open_corpus(data_root, split)
     if report is None:
-        report = evaluate(model.enhance, open_corpus(data_root, split), max_clips=max_clips,
-                          progress=progress)
+        report = evaluate(model.enhance, dataset, max_clips=max_clips, progress=progress)
     description["test"] = {"split": split, "summary": report["summary"]}
+    logged = [field for field in BREAKDOWN_FIELDS if field in dataset.info(0)]
+    if logged:           # JSON keys are strings: SNR 2.5 is stored as "2.5"
+        description["test"]["by"] = {field: {str(label): summary for label, summary in
+                                             summary_by(report, dataset, field).items()}
+                                     for field in logged}
     if command:
         description["export_command"] = command
     written = save_model(PRETRAINED_DIR / f"{name}.safetensors", model, **description)
