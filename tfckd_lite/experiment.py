@@ -264,16 +264,13 @@ def _mean_std(values: list[float]) -> dict:
 
 def _complexity(cfg: ExperimentConfig) -> dict:
     """Student/teacher parameters and GFLOP/s, and each method's extra training parameters."""
-    from . import pretrained
+    from .checkpoint import load_model
     from .distill import build_distiller
     from .losses import compressed_spectral_loss
     from .models import build_model, count_flops
     from .stft import SAMPLE_RATE, num_frames
 
-    teacher = pretrained.load(cfg.teacher) if cfg.teacher in pretrained.available() else None
-    if teacher is None:
-        from .checkpoint import load_model
-        teacher = load_model(cfg.teacher)
+    teacher = load_model(_teacher_file(cfg))
     student = build_model(cfg.student)
     frames = num_frames(round(cfg.segment_seconds * SAMPLE_RATE))
     extra = {}
@@ -439,10 +436,10 @@ _FREE_SETTINGS = ("jobs", "device")
 
 
 def _teacher_file(cfg: ExperimentConfig) -> Path:
+    """The teacher's model file, resolved as ``train --teacher`` resolves it."""
     from . import pretrained
 
-    return (pretrained.path(cfg.teacher) if cfg.teacher in pretrained.available()
-            else Path(cfg.teacher))
+    return pretrained.resolve(cfg.teacher)
 
 
 def check_experiment_folder(cfg: ExperimentConfig) -> dict:

@@ -467,15 +467,10 @@ def _load_teacher(spec: str, student: nn.Module) -> tuple[nn.Module, dict]:
     from .checkpoint import (CheckpointError, load_model, model_description,
                              read_model_description)
 
-    file = Path(spec)
-    if file.suffix == ".safetensors" or file.exists():
-        if not file.is_file():
-            raise _usage_error(f"--teacher {spec}: no such model file")
-    elif spec in pretrained.available():
-        file = pretrained.path(spec)
-    else:
-        raise _usage_error(f"--teacher {spec!r} is neither a model file nor a shipped model "
-                           f"(shipped: {', '.join(pretrained.available()) or 'none yet'})")
+    try:
+        file = pretrained.resolve(spec)
+    except (FileNotFoundError, KeyError) as error:
+        raise _usage_error(f"--teacher {error.args[0]}") from None
     try:
         theirs = read_model_description(file)
     except CheckpointError as exc:
@@ -571,12 +566,8 @@ def _evaluate_command(args) -> int:
     if args.model == "noisy":
         enhance = None
     else:
-        if Path(args.model).suffix == ".safetensors" or Path(args.model).exists():
-            model = load_model(args.model, map_location=args.device)
-        else:
-            from . import pretrained
-            model = pretrained.load(args.model, map_location=args.device)
-        enhance = model.enhance
+        from . import pretrained
+        enhance = load_model(pretrained.resolve(args.model), map_location=args.device).enhance
     report = evaluate(enhance, dataset, max_clips=args.max_clips)
     for key, value in report["summary"].items():
         print(f"{key:<28} {value:.3f}" if isinstance(value, float) else f"{key:<28} {value}")

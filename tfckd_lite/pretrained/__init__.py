@@ -42,6 +42,26 @@ def path(name: str) -> Path:
     return file
 
 
+def resolve(spec) -> Path:
+    """The model file that ``spec`` names: a ``.safetensors`` path, or a shipped model's name.
+
+    Notebook: 03_training.ipynb
+
+    A path (a name ending in ``.safetensors``, or an existing file) wins over a shipped name,
+    as on every command line (``--teacher``, ``evaluate --model``). Raises
+    ``FileNotFoundError`` for a missing file and ``KeyError`` for an unknown name.
+    """
+    file = Path(spec)
+    if file.suffix == ".safetensors" or file.exists():
+        if not file.is_file():
+            raise FileNotFoundError(f"{spec}: no such model file")
+        return file
+    if spec in available():
+        return path(spec)
+    raise KeyError(f"{str(spec)!r} is neither a model file nor a shipped model "
+                   f"(shipped: {', '.join(available()) or 'none yet'})")
+
+
 def describe(name: str) -> dict:
     """The JSON description of a shipped model (config, metrics, reproducing command).
 
