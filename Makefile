@@ -20,7 +20,7 @@ help:
 	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval)"
 	@echo "make bench  - print model and distillation benchmarks for this machine"
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
-	@echo "make pretrained - retrain and export the shipped lite teacher and student (~3.5 h)"
+	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"
 	@echo "make reproduce - every distillation method x 3 seeds on 'small'; ships the results (GPU: minutes, CPU: many hours)"
 	@echo "make reproduce-status - how far 'make reproduce' has got, and the time left"
 	@echo "make assignments - generate the student versions of the graded assignments (nbgrader)"
@@ -65,7 +65,7 @@ data: setup
 
 # The shipped lite models (tfckd_lite/pretrained/), exactly as they were made: the teacher
 # (20 epochs) and the student baseline (6 epochs, the budget of the distillation experiment)
-# train side by side on one thread each (about 3.5 h on 2 cores; an interrupted run resumes),
+# train side by side on one thread each (about 2.5 h on 2 cores; an interrupted run resumes),
 # then each best epoch is scored on the test split and exported.
 PRETRAINED_TRAIN := --data data/generated/small --valid-clips 100 --checkpoint-every 50
 pretrained: data

@@ -61,7 +61,9 @@ def test_speakers_are_disjoint_and_test_noise_is_partly_unseen(mini):
     assert not speakers["test"] & (speakers["train"] | speakers["valid"])
     train_noise = set(manifest["splits"]["train"]["noise_types"])
     test_noise = set(manifest["splits"]["test"]["noise_types"])
-    assert test_noise - train_noise and test_noise & train_noise
+    assert test_noise - train_noise == {"fan", "clicks"}
+    assert test_noise & train_noise == {"pink", "babble"}
+    assert {"knocks", "gusts"} <= train_noise and not {"knocks", "gusts"} & test_noise
     assert {float(s) for s in manifest["splits"]["test"]["snrs"]} == {2.5, 7.5, 12.5, 17.5}
     assert {float(s) for s in manifest["splits"]["train"]["snrs"]} == {0, 5, 10, 15}
     if HAVE_ASTERISK:
@@ -245,6 +247,25 @@ def test_noise_types_have_unit_rms_are_seeded_and_have_their_spectral_tilt():
         make_noise("babble", 100, np.random.default_rng(0))
     with pytest.raises(ValueError, match="unknown noise type"):
         make_noise("rain", 100, np.random.default_rng(0))
+
+
+def frame_levels_db(x: np.ndarray, frame: int = 512) -> np.ndarray:
+    frames = x[:len(x) // frame * frame].reshape(-1, frame)
+    return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+
+
+def test_knocks_are_sparse_events_and_gusts_swell_and_fade():
+    """The two training-only types carry the impulsive and the non-stationary families."""
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        knocks = frame_levels_db(make_noise("knocks", 48000, rng))
+        # a few loud frames over a floor about 30 dB down
+        assert np.percentile(knocks, 95) - np.median(knocks) > 15
+        gusts = frame_levels_db(make_noise("gusts", 48000, rng))
+        smooth = np.convolve(gusts, np.ones(5) / 5, mode="valid")
+        assert smooth.max() - smooth.min() > 8       # swells, unlike stationary pink noise
+    pink = frame_levels_db(make_noise("pink", 48000, np.random.default_rng(0)))
+    assert np.ptp(np.convolve(pink, np.ones(5) / 5, mode="valid")) < 4
 
 
 def test_mix_at_snr_hits_the_target_and_keeps_headroom():

@@ -1,5 +1,7 @@
 """The end-to-end experiment (``reproduce``), distiller extras and shipped distillers."""
 
+import copy
+import dataclasses
 import json
 import math
 import shlex
@@ -58,6 +60,40 @@ def test_lambda_is_chosen_on_validation_only(finished):
     assert results["methods"]["tfckd"]["kd_weight"] == best
     for w in cfg.kd_weights:   # the scores are the runs' own best validation PESQ-WB
         assert tuning[f"{w:g}"] == experiment.validation_score(Run("tfckd", w, 0), cfg)
+
+
+def test_ablations_reuse_the_lambda_of_the_method_they_ablate(finished):
+    cfg, results = finished
+    wider = dataclasses.replace(cfg, methods=("none", "tfckd", "tfckd-uniform"))
+    assert not [r for r in experiment.tuning_runs(wider) if r.method == "tfckd-uniform"]
+    lam = results["methods"]["tfckd"]["kd_weight"]
+    chosen = experiment.choose_kd_weights(wider)
+    assert chosen["tfckd-uniform"] == {"kd_weight": lam, "valid_pesq_wb": {},
+                                       "tuned_with": "tfckd"}
+    assert chosen["tfckd"]["tuned_with"] == "tfckd" and chosen["tfckd"]["valid_pesq_wb"]
+    uniform = [r for r in experiment.status(wider)["runs"] if r["method"] == "tfckd-uniform"]
+    assert [(r["kd_weight"], r["seed"], r["epochs_done"]) for r in uniform] == \
+        [(lam, 0, 0), (lam, 1, 0)]
+    # its time left is estimated from tfckd's measured epochs until it has its own
+    tfckd_runs = [Run("tfckd", w, 0) for w in cfg.kd_weights] + [Run("tfckd", lam, 1)]
+    seconds = [h["seconds"] for run in tfckd_runs
+               for h in json.loads((run.folder(cfg) / "history.json").read_text())]
+    assert experiment.status(wider)["seconds_left"] == pytest.approx(
+        2 * cfg.epochs * sum(seconds) / len(seconds))
+    # before tfckd is tuned the ablation's runs are planned with λ unknown, seed 0 included
+    fresh = dataclasses.replace(wider, out=str(Path(cfg.out).parent / "not-started"))
+    assert [(r["kd_weight"], r["seed"]) for r in experiment.status(fresh)["runs"]
+            if r["method"] == "tfckd-uniform"] == [(None, 0), (None, 1)]
+    # without the full method in the experiment, an ablation is tuned like any method
+    alone = dataclasses.replace(cfg, methods=("none", "tfckd-uniform"))
+    assert {r.kd_weight for r in experiment.tuning_runs(alone)
+            if r.method == "tfckd-uniform"} == set(cfg.kd_weights)
+    # the table says where an inherited λ comes from
+    shown = copy.deepcopy(results)
+    shown["methods"]["tfckd-uniform"] = dict(shown["methods"]["tfckd"], tuned_with="tfckd")
+    row = [line for line in experiment.results_markdown(shown).splitlines()
+           if line.startswith("| `tfckd-uniform`")]
+    assert row and f"| {lam:g} (tfckd's) |" in row[0]
 
 
 def test_table_rows_are_the_measured_means(finished):

@@ -88,9 +88,10 @@ def test_readme_results_come_from_the_shipped_models():
     readme = (ROOT / "README.md").read_text()
     assert pretrained.results_table_markdown() in readme, \
         "README's results table is out of date: paste tfckd_lite.pretrained.results_table_markdown()"
-    assert pretrained.breakdown_table_markdown("noise") in readme, \
-        "README's per-noise table is out of date: paste " \
-        "tfckd_lite.pretrained.breakdown_table_markdown('noise')"
+    for field in ("noise", "snr"):
+        assert pretrained.breakdown_table_markdown(field) in readme, \
+            f"README's per-{field} table is out of date: paste " \
+            f"tfckd_lite.pretrained.breakdown_table_markdown({field!r})"
 
 
 def test_readme_shows_the_shipped_experiment_results():

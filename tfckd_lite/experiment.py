@@ -9,6 +9,10 @@ Notebook: 05_distillation.ipynb
    PESQ-WB is kept (ties: the smaller λ). The test split plays no part in any choice. The
    grid is log-spaced because the KD terms differ from the SE loss by orders of magnitude
    at initialisation (about 1e-3 to 5e-2 against 0.04 to 1) and from one method to another.
+   The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``:
+   ``METHODS[m].ablation_of``) are not tuned: they reuse the λ chosen for ``tfckd``, so that
+   each differs from the full method in the one component it removes, as ablations in the
+   paper do. This also spares the 6 most expensive tuning runs (about a fifth of the CPU time).
 2. **The remaining seeds** with the chosen λ (the tuning run of ``seeds[0]`` is reused, so
    every method has the same number of seeds and the same budget). ``none`` (the student
    alone) is trained for every seed too.
@@ -142,10 +146,20 @@ class Run:
         return history.is_file() and len(json.loads(history.read_text())) >= cfg.epochs
 
 
+def lambda_source(method: str, cfg: ExperimentConfig) -> str:
+    """The method whose tuning picks ``method``'s λ: the ablated method when the experiment
+    includes it (see the module docstring), else ``method`` itself."""
+    from .distill import METHODS
+
+    source = METHODS[method].ablation_of
+    return source if source in cfg.methods else method
+
+
 def tuning_runs(cfg: ExperimentConfig) -> list[Run]:
-    """Stage 1: every seed of 'none', and seed ``seeds[0]`` of each KD method for each λ."""
+    """Stage 1: every seed of 'none', and seed ``seeds[0]`` of each tuned KD method for each λ."""
     runs = [Run("none", None, s) for s in cfg.seeds]
-    runs += [Run(m, w, cfg.seeds[0]) for m in cfg.methods if m != "none" for w in cfg.kd_weights]
+    runs += [Run(m, w, cfg.seeds[0]) for m in cfg.methods
+             if m != "none" and lambda_source(m, cfg) == m for w in cfg.kd_weights]
     return runs
 
 
@@ -220,17 +234,26 @@ def validation_score(run: Run, cfg: ExperimentConfig) -> float:
 def choose_kd_weights(cfg: ExperimentConfig) -> dict[str, dict]:
     """Per method the λ of the best validation PESQ-WB on seed ``seeds[0]`` (ties: smaller λ).
 
-    Returns ``{method: {"kd_weight": λ or None, "valid_pesq_wb": {λ: score}}}``.
+    Returns ``{method: {"kd_weight": λ or None, "valid_pesq_wb": {λ: score}, "tuned_with":
+    method}}``; an ablation gets the λ of the method it ablates, whose name is in
+    ``tuned_with``, and no scores of its own.
     """
-    chosen: dict[str, dict] = {"none": {"kd_weight": None, "valid_pesq_wb": {}}}
+    chosen: dict[str, dict] = {"none": {"kd_weight": None, "valid_pesq_wb": {},
+                                        "tuned_with": "none"}}
     for method in cfg.methods:
-        if method == "none":
+        if method == "none" or lambda_source(method, cfg) != method:
             continue
         scores = {w: validation_score(Run(method, w, cfg.seeds[0]), cfg) for w in cfg.kd_weights}
         best = max(sorted(scores), key=lambda w: scores[w])   # max keeps the first of ties
         chosen[method] = {"kd_weight": best, "valid_pesq_wb": {f"{w:g}": s
-                                                               for w, s in scores.items()}}
-    return chosen
+                                                               for w, s in scores.items()},
+                          "tuned_with": method}
+    for method in cfg.methods:
+        source = lambda_source(method, cfg)
+        if source != method:
+            chosen[method] = {"kd_weight": chosen[source]["kd_weight"], "valid_pesq_wb": {},
+                              "tuned_with": source}
+    return {m: chosen[m] for m in cfg.methods}
 
 
 def _test_scores(model_file: Path, cache: Path, cfg: ExperimentConfig, progress: bool) -> dict:
@@ -305,6 +328,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
         mine = [r for r in per_run if r["method"] == method]
         methods[method] = {
             "kd_weight": chosen[method]["kd_weight"],
+            "tuned_with": chosen[method]["tuned_with"],
             "tuning_valid_pesq_wb": chosen[method]["valid_pesq_wb"],
             "scores": {k: _mean_std([r["test"][k] for r in mine]) for k, _, _ in METRICS},
             "train_seconds": _mean_std([r["train_seconds"] for r in mine]),
@@ -368,6 +392,8 @@ def results_markdown(results: dict) -> str:
                     " / ".join("n/a" if math.isnan(gap[k]) else f"{100 * gap[k]:+.0f} %"
                                for k in ("pesq_wb", "si_sdr")))
         lam = "–" if entry["kd_weight"] is None else f"{entry['kd_weight']:g}"
+        if entry.get("tuned_with", method) != method:
+            lam += f" ({entry['tuned_with']}'s)"
         extra = cx["extra_params"].get(method, 0)
         params = f"{cx['student_params']:,}" + (f" (+{extra:,})" if extra else "")
         minutes = entry["train_seconds"]["mean"] / 60
@@ -487,15 +513,19 @@ def status(cfg: ExperimentConfig) -> dict:
     Returns ``{"runs": [...], "done", "total", "seconds_left"}``. Each run has its ``method``,
     ``kd_weight`` (``None`` for the final seeds of a KD method before λ is chosen), ``seed``
     and ``epochs_done``. The total counts the tuning runs and the final seeds still to come;
-    the estimate multiplies the epochs left by the mean measured epoch time of the method
-    (``None`` while a method has no finished epoch yet).
+    the estimate multiplies the epochs left by the mean measured epoch time of the method, or
+    of the method it ablates until the ablation has run (``None`` while a method has no
+    finished epoch yet).
     """
+    from .distill import METHODS
+
     runs = tuning_runs(cfg)
     tuned = all(r.finished(cfg) for r in runs)
     chosen = ({m: c["kd_weight"] for m, c in choose_kd_weights(cfg).items()} if tuned
               else {m: None for m in cfg.methods})
     planned = runs + [r for r in final_runs(cfg, chosen) if r not in runs and
-                      (r.method == "none" or tuned or r.seed != cfg.seeds[0])]
+                      (r.method == "none" or tuned or r.seed != cfg.seeds[0]
+                       or lambda_source(r.method, cfg) != r.method)]
     epoch_seconds: dict[str, list[float]] = {}
     rows = []
     for run in planned:
@@ -508,7 +538,8 @@ def status(cfg: ExperimentConfig) -> dict:
                      "seed": run.seed, "epochs_done": min(len(history), cfg.epochs)})
     left, unknown = 0.0, False
     for row in rows:
-        times = epoch_seconds.get(row["method"])
+        times = (epoch_seconds.get(row["method"])
+                 or epoch_seconds.get(METHODS[row["method"]].ablation_of or row["method"]))
         remaining = cfg.epochs - row["epochs_done"]
         if remaining and not times:
             unknown = True

@@ -20,9 +20,11 @@ and Carlo, so the test speakers are unseen. A share of every split (``synthetic_
 comes from espeak-ng voices, again with disjoint training and test voices. Without the asterisk
 packages the whole set is synthetic and the manifest says so.
 
-**Noise.** Train and validation: white, pink, brown, hum, babble at 0/5/10/15 dB. Test: pink,
-babble (seen types, new draws) and fan, clicks (unseen types) at 2.5/7.5/12.5/17.5 dB. Babble
-is always made of training speakers.
+**Noise.** Train and validation: white, pink, brown, hum, babble, knocks, gusts at 0/5/10/15 dB.
+Test: pink, babble (seen types, new draws) and fan, clicks (unseen types) at 2.5/7.5/12.5/17.5
+dB. Babble is always made of training speakers. Knocks and gusts (builder version 3) give
+training the impulsive and non-stationary families that the unseen test types belong to; see
+``noise.py`` for why and how they differ from clicks and fan.
 
 **Determinism.** Every utterance is a pure function of (profile, seed, split, index) and of the
 installed sources, so the same inputs give byte-identical files whatever the number of workers.
@@ -51,7 +53,7 @@ from . import speech
 from .noise import make_noise
 
 FORMAT = "tfckd_lite.reduced_dataset"
-BUILDER_VERSION = 2                   # bump whenever a change alters the files built
+BUILDER_VERSION = 3                   # bump whenever a change alters the files built
 MANIFEST = "manifest.json"
 MARKER = ".tfckd_lite_build"          # present from the first byte written by a build
 SPLITS = ("train", "valid", "test")
@@ -62,8 +64,8 @@ SPLIT_FOLDERS = {
 }
 SNR_GRID = {"train": (0.0, 5.0, 10.0, 15.0), "valid": (0.0, 5.0, 10.0, 15.0),
             "test": (2.5, 7.5, 12.5, 17.5)}
-NOISE_GRID = {"train": ("white", "pink", "brown", "hum", "babble"),
-              "valid": ("white", "pink", "brown", "hum", "babble"),
+NOISE_GRID = {"train": ("white", "pink", "brown", "hum", "babble", "knocks", "gusts"),
+              "valid": ("white", "pink", "brown", "hum", "babble", "knocks", "gusts"),
               "test": ("pink", "babble", "fan", "clicks")}
 NAME_PREFIX = {"train": "tr", "valid": "va", "test": "te"}
 VALID_PROMPT_SHARE = 10               # 1 in 10 prompts of each training speaker -> validation

@@ -16,7 +16,19 @@ fan         low-passed pink noise (cut-off 300-1500 Hz) whose loudness is modula
             rate (2-12 Hz), plus a weak blade-pass tone
 clicks      random impulses (2-15 per second, decaying, random sign) over a faint white floor
 babble      3-6 overlapped utterances of *training* speakers (never of test speakers)
+knocks      knocks and taps (0.5-6 per second): a short noise strike exciting 1-3 damped
+            resonances (150-4000 Hz, ringing 5-60 ms), over a faint pink floor
+gusts       wind- or traffic-like: colored noise (1/f^0..2) whose level swells and fades by up
+            to about 20 dB along a smoothed random curve (0.2-3 Hz)
 ==========  =================================================================================
+
+Why knocks and gusts (training and validation only, since builder version 3): with only
+stationary noise and babble in training, the first shipped teacher removed the unseen test
+clicks barely at all (+1.2 dB SI-SDR against +5 dB on pink). Real training corpora (DNS, MUSAN)
+cover the impulsive and non-stationary *families*; these two generators do the same while the
+test split's fan and clicks generators stay unseen: knocks are resonant and tens of
+milliseconds long, clicks are broadband sub-3 ms impulses; gusts swell slowly and at random,
+the fan is modulated periodically at its blade rate.
 
 Every generator returns float64 samples with unit RMS; :func:`mix_at_snr` scales the noise.
 The SNR is the ratio of whole-signal energies, ``10 log10(sum(clean^2) / sum(noise^2))``.
@@ -28,7 +40,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 
-NOISE_TYPES = ("white", "pink", "brown", "hum", "fan", "clicks", "babble")
+NOISE_TYPES = ("white", "pink", "brown", "hum", "fan", "clicks", "babble", "knocks", "gusts")
 
 
 def _unit_rms(x: np.ndarray) -> np.ndarray:
@@ -132,6 +144,48 @@ def click_noise(num_samples: int, rng: np.random.Generator,
     return _unit_rms(x)
 
 
+def knock_noise(num_samples: int, rng: np.random.Generator,
+                sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Knocks and taps: noise strikes ringing through 1-3 damped resonances; unit RMS.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    Each event is a 1-4 ms noise strike plus damped sinusoids (150-4000 Hz, decay constant
+    5-60 ms), at 0.5-6 events per second, over a faint pink floor.
+    """
+    x = 0.02 * colored_noise(num_samples, 1.0, rng, sample_rate)
+    count = max(1, int(rng.poisson(rng.uniform(0.5, 6.0) * num_samples / sample_rate)))
+    for start in rng.integers(0, num_samples, size=count):
+        tau = rng.uniform(0.005, 0.06) * sample_rate
+        length = min(int(6 * tau), num_samples - start)
+        t = np.arange(length) / sample_rate
+        event = np.zeros(length)
+        for _ in range(int(rng.integers(1, 4))):
+            frequency = np.exp(rng.uniform(np.log(150.0), np.log(4000.0)))
+            event += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * frequency * t
+                                                    + rng.uniform(0, 2 * np.pi))
+        event *= np.exp(-np.arange(length) / tau)
+        strike = min(length, int(rng.uniform(0.001, 0.004) * sample_rate))
+        event[:strike] += rng.standard_normal(strike) * rng.uniform(0.2, 1.0)
+        x[start:start + length] += rng.uniform(0.3, 1.0) * event
+    return _unit_rms(x)
+
+
+def gust_noise(num_samples: int, rng: np.random.Generator,
+               sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Wind- or traffic-like noise whose level swells and fades at random; unit RMS.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    Colored noise (spectral exponent 0-2) times a level curve: Gaussian noise low-passed at
+    0.2-3 Hz, scaled to a spread of 4-10 dB (so about 20 dB from trough to peak) in level.
+    """
+    body = colored_noise(num_samples, rng.uniform(0.0, 2.0), rng, sample_rate)
+    curve = _lowpass(rng.standard_normal(num_samples), rng.uniform(0.2, 3.0), sample_rate, order=2)
+    curve = curve / (np.std(curve) + 1e-12) * rng.uniform(4.0, 10.0)
+    return _unit_rms(body * 10.0 ** (curve / 20.0))
+
+
 def babble_noise(num_samples: int, rng: np.random.Generator, speech_pool,
                  talkers: tuple[int, int] = (3, 6)) -> np.ndarray:
     """Overlap of 3-6 utterances drawn from ``speech_pool`` (looped, random offsets); unit RMS.
@@ -171,6 +225,10 @@ def make_noise(kind: str, num_samples: int, rng: np.random.Generator,
         return fan_noise(num_samples, rng, sample_rate)
     if kind == "clicks":
         return click_noise(num_samples, rng, sample_rate)
+    if kind == "knocks":
+        return knock_noise(num_samples, rng, sample_rate)
+    if kind == "gusts":
+        return gust_noise(num_samples, rng, sample_rate)
     if kind == "babble":
         if speech_pool is None:
             raise ValueError("babble noise needs speech_pool (training speech)")

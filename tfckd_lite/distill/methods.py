@@ -190,6 +190,8 @@ class Method:
     #: options a caller may set through build_distiller(**options)
     options: tuple[str, ...] = ()
     calibrated: bool = False
+    #: an ablation reuses the λ tuned for the method it ablates (see experiment.py)
+    ablation_of: str | None = None
 
 
 _TFCKD_OPTIONS = ("released_normalisation", "fusion_mid_channels", "fusion_checkpoint", "eps")
@@ -207,13 +209,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("tfckd", "full I2S-TFCKD: calibrated intra-set + fused inter-set", TFCKDDistiller,
            options=_TFCKD_OPTIONS, calibrated=True),
     Method("tfckd-time-only", "I2S-TFCKD with the time stream only", TFCKDDistiller,
-           fixed={"streams": ("time",)}, options=_TFCKD_OPTIONS, calibrated=True),
+           fixed={"streams": ("time",)}, options=_TFCKD_OPTIONS, calibrated=True,
+           ablation_of="tfckd"),
     Method("tfckd-freq-only", "I2S-TFCKD with the across-batch ('frequency') stream only",
            TFCKDDistiller, fixed={"streams": ("freq",)}, options=_TFCKD_OPTIONS,
-           calibrated=True),
+           calibrated=True, ablation_of="tfckd"),
     Method("tfckd-uniform", "I2S-TFCKD with every calibration weight set to 1/n_t",
            TFCKDDistiller, fixed={"calibration": "uniform"},
-           options=("fusion_mid_channels", "fusion_checkpoint", "eps"), calibrated=True),
+           options=("fusion_mid_channels", "fusion_checkpoint", "eps"), calibrated=True,
+           ablation_of="tfckd"),
 )}
 
 #: Default KD weight λ per method (tune on validation; ``none`` has no KD term).
