@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from tfckd_lite.audio import atomic_write_bytes
 from tfckd_lite.checkpoint import load_model
 from tfckd_lite.data import open_corpus
 from tfckd_lite.metrics import evaluate, summary_by
@@ -54,7 +55,7 @@ def study_size(channels: int, layers: int, args) -> dict:
         report = evaluate(best.enhance, test, metrics=("pesq_wb", "si_sdr"))
         stored = {"summary": report["summary"],
                   "noise": {k: v["delta_si_sdr"] for k, v in summary_by(report, test, "noise").items()}}
-        scores_file.write_text(json.dumps(stored, indent=1) + "\n")
+        atomic_write_bytes(scores_file, (json.dumps(stored, indent=1) + "\n").encode())
     scores = json.loads(scores_file.read_text())
     return {"size": f"{channels}x{layers}", "params": count_parameters(model),
             "gflops": count_flops(model) / 1e9,
