@@ -1,12 +1,12 @@
-"""make_loader: fixed-shape training batches, reproducible epochs (and resumes), whole-utterance
-evaluation, multi-channel batches."""
+"""make_loader: fixed-shape training batches, reproducible epochs (and resumes), on-the-fly
+remixing, whole-utterance evaluation, multi-channel batches."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from tfckd_lite.data import PairedDataset, make_loader, open_corpus
+from tfckd_lite.data import PairedDataset, make_loader, open_corpus, remix, snr_db
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,55 @@ def test_worker_processes_change_nothing(train_set):
     assert len(serial) == len(parallel) == 4
     for (a, b), (c, d) in zip(serial, parallel):
         assert torch.equal(a, c) and torch.equal(b, d)
+
+
+def test_remix_sets_the_snr_over_the_whole_utterance_and_loops_the_noise():
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal(16000)
+    noise = rng.standard_normal(5000)                           # shorter: looped to 16000
+    for snr in (-3.0, 0.0, 12.5):
+        noisy = remix(clean, noise, snr, offset=1234)
+        assert noisy.dtype == np.float32 and noisy.shape == clean.shape
+        assert snr_db(clean, noisy) == pytest.approx(snr, abs=1e-4)
+    added = remix(clean, noise, 0.0, offset=1234) - clean
+    period = added[:5000]
+    assert np.allclose(added[5000:10000], period, atol=1e-5)    # the noise repeats ...
+    assert np.corrcoef(period, np.roll(noise, -1234))[0, 1] > 0.999   # ... from the offset
+    with pytest.raises(ValueError, match="non-silent"):
+        remix(np.zeros(100), noise, 0.0, offset=0)
+
+
+def test_remixed_batches_keep_the_clean_crops_and_draw_new_noise_each_epoch(train_set):
+    low, high = 0.0, 20.0
+    plain = make_loader(train_set, batch_size=8, segment_seconds=0.5, seed=7)
+    mixed = make_loader(train_set, batch_size=8, segment_seconds=0.5, seed=7,
+                        remix_snr=(low, high))
+    plain_epoch, mixed_epoch = _batches(plain), _batches(mixed)
+    for (pn, pc), (mn, mc) in zip(plain_epoch, mixed_epoch):
+        assert torch.equal(pc, mc)                  # same clean crops, same order as without
+        assert not torch.equal(pn, mn)              # but other noise
+    snrs = [snr_db(c.numpy(), n.numpy())
+            for noisy, clean in mixed_epoch for n, c in zip(noisy, clean)]
+    # measured on 0.5 s crops, not the whole utterance, so only roughly in [low, high];
+    # the drawn SNRs spread over the range instead of sitting on the built 0/5/10/15 grid
+    assert low - 6 < np.median(snrs) < high + 6 and np.std(snrs) > 3
+    next_epoch = _batches(mixed)
+    assert torch.equal(next_epoch[0][1], _batches(plain)[0][1])
+    assert not torch.equal(next_epoch[0][0], mixed_epoch[0][0])
+    resumed = make_loader(train_set, batch_size=8, segment_seconds=0.5, seed=7, epoch=1,
+                          remix_snr=(low, high))
+    for (a, b), (c, d) in zip(next_epoch, _batches(resumed)):
+        assert torch.equal(a, c) and torch.equal(b, d)          # resumes exactly
+
+
+def test_remix_snr_ranges_and_corpora_are_checked(train_set, tmp_path):
+    for bad in ((10, 10), (20, 0), (0, float("nan")), (5,), "loud"):
+        with pytest.raises(ValueError, match="remix_snr"):
+            make_loader(train_set, batch_size=8, segment_seconds=0.5, remix_snr=bad)
+    multi = PairedDataset.__new__(PairedDataset)                 # only the flag is consulted
+    multi.multichannel, multi.entries, multi._lengths = True, list(range(8)), [16000] * 8
+    with pytest.raises(ValueError, match="single-microphone"):
+        make_loader(multi, batch_size=8, segment_seconds=0.5, remix_snr=(0, 20))
 
 
 def test_evaluation_mode_gives_whole_utterances_in_order(train_set):

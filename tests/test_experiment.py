@@ -33,7 +33,7 @@ def tiny_config(root, out, **overrides) -> ExperimentConfig:
 def finished(mini, tmp_path_factory):
     """One tiny experiment (2 methods x 2 seeds, λ grid of 2), run once for the module."""
     torch.set_num_threads(1)
-    cfg = tiny_config(mini, tmp_path_factory.mktemp("experiment"))
+    cfg = tiny_config(mini, tmp_path_factory.mktemp("experiment"), remix_snr=(0.0, 20.0))
     return cfg, experiment.reproduce(cfg, progress=False)
 
 
@@ -50,6 +50,9 @@ def test_every_run_trains_with_the_same_budget(finished):
         assert len(history) == cfg.epochs
     assert sorted((r["method"], r["seed"]) for r in results["runs"]) == \
         [("none", 0), ("none", 1), ("tfckd", 0), ("tfckd", 1)]
+    for run in results["runs"]:         # the experiment's data settings reach every run
+        trained = json.loads((Path(run["folder"]) / "best.json").read_text())
+        assert trained["train_config"]["remix_snr"] == list(cfg.remix_snr)
 
 
 def test_lambda_is_chosen_on_validation_only(finished):
@@ -128,8 +131,9 @@ def test_report_files_and_command(finished):
     assert results["command"].startswith("python -m tfckd_lite reproduce --data ")
     # the stored command parses back into the same configuration
     args = build_parser().parse_args(shlex.split(results["command"])[3:])
-    assert (args.epochs, tuple(args.seeds), tuple(args.kd_weights), tuple(args.methods)) == \
-        (cfg.epochs, cfg.seeds, cfg.kd_weights, cfg.methods)
+    assert (args.epochs, tuple(args.seeds), tuple(args.kd_weights), tuple(args.methods),
+            tuple(args.remix_snr)) == \
+        (cfg.epochs, cfg.seeds, cfg.kd_weights, cfg.methods, cfg.remix_snr)
 
 
 def test_a_second_call_resumes_without_retraining(finished):
@@ -218,6 +222,7 @@ def test_distiller_extras_round_trip_and_refusals(tmp_path):
     ({"seeds": (1, 1)}, "distinct"),
     ({"kd_weights": (0.0,)}, "positive"),
     ({"jobs": 0}, "jobs"),
+    ({"remix_snr": (5.0, 5.0)}, "low < high"),
 ])
 def test_config_errors(overrides, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -228,9 +233,9 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
     cfg, _ = finished
     stored = json.loads((Path(cfg.out) / "experiment.json").read_text())
     assert stored["config"]["epochs"] == cfg.epochs and len(stored["teacher_sha256"]) == 64
-    experiment.check_experiment_folder(tiny_config(cfg.data, cfg.out, jobs=2))   # free setting
+    experiment.check_experiment_folder(dataclasses.replace(cfg, jobs=2))   # free setting
     with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 1 -> 2"):
-        experiment.reproduce(tiny_config(cfg.data, cfg.out, epochs=2), progress=False)
+        experiment.reproduce(dataclasses.replace(cfg, epochs=2), progress=False)
     other = tmp_path / "other-teacher.safetensors"
     torch.manual_seed(3)
     save_model(other, build_model("lite-teacher"), preset="lite-teacher")

@@ -72,9 +72,10 @@ def test_training_reduces_the_loss_on_a_fixed_batch(splits):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, splits, kill_at_step):
+@pytest.mark.parametrize("remix_snr", [None, (0.0, 20.0)], ids=["as-built", "remixed"])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, splits, kill_at_step, remix_snr):
     train_set, valid_set = splits
-    config = _config(checkpoint_every=1)
+    config = _config(checkpoint_every=1, remix_snr=remix_snr)
     straight = fit(_task(), train_set, valid_set, tmp_path / "straight", config, progress=False,
                    valid_workers=1)
 

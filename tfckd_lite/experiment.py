@@ -70,8 +70,10 @@ class ExperimentConfig:
     Notebook: 05_distillation.ipynb
 
     The defaults are the full experiment: the schedule of the shipped lite student baseline
-    (6 epochs of the ``small`` training split, batch 8 x 1 s, AdamW 1e-3 with 200 warm-up
-    steps and cosine decay, 100 validation clips per epoch), three seeds, λ in {1, 10, 100}.
+    (6 epochs of the ``small`` training split as built, batch 8 x 1 s, AdamW 1e-3 with 200
+    warm-up steps and cosine decay, 100 validation clips per epoch), three seeds, λ in
+    {1, 10, 100}. ``remix_snr=(low, high)`` remixes every crop on the fly instead (off by
+    default, like the shipped models: README, "How the recipe got here").
     """
 
     data: str
@@ -90,12 +92,15 @@ class ExperimentConfig:
     valid_clips: int | None = 100
     test_clips: int | None = None
     checkpoint_every: int = 50
+    remix_snr: tuple[float, float] | None = None
     jobs: int = 1
     device: str = "auto"
 
     def __post_init__(self):
+        from .data.loader import check_remix_snr
         from .distill import METHODS
 
+        self.remix_snr = check_remix_snr(self.remix_snr)
         self.methods = tuple(self.methods) or tuple(METHODS)
         self.seeds = tuple(int(s) for s in self.seeds)
         self.kd_weights = tuple(float(w) for w in self.kd_weights)
@@ -137,6 +142,8 @@ class Run:
             args += ["--steps-per-epoch", str(cfg.steps_per_epoch)]
         if cfg.valid_clips:
             args += ["--valid-clips", str(cfg.valid_clips)]
+        if cfg.remix_snr is not None:
+            args += ["--remix-snr", *(f"{v:g}" for v in cfg.remix_snr)]
         if self.kd_weight is not None:
             args += ["--teacher", cfg.teacher, "--kd-weight", f"{self.kd_weight:g}"]
         return args
@@ -359,6 +366,8 @@ def reproduce_command(cfg: ExperimentConfig) -> str:
         if getattr(cfg, key) != getattr(default, key):
             args += [flag, f"{getattr(cfg, key):g}" if isinstance(getattr(cfg, key), float)
                      else str(getattr(cfg, key))]
+    if cfg.remix_snr is not None:
+        args += ["--remix-snr", *(f"{v:g}" for v in cfg.remix_snr)]
     for key, flag in (("methods", "--methods"), ("seeds", "--seeds"),
                       ("kd_weights", "--kd-weights")):
         if getattr(cfg, key) != getattr(default, key):
@@ -635,6 +644,9 @@ def register(subparsers) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     p.add_argument("--segment-seconds", type=float, default=defaults.segment_seconds)
     p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--remix-snr", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="remix every training crop on the fly at an SNR in [LOW, HIGH] dB "
+                        "(default: the pairs as built)")
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--ship", action="store_true",
                    help="export the best seeds and the report into tfckd_lite/pretrained")
@@ -651,7 +663,8 @@ def _reproduce_command(args) -> int:
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         segment_seconds=args.segment_seconds, lr=args.lr, warmup_steps=args.warmup_steps,
         valid_clips=args.valid_clips, test_clips=args.test_clips,
-        checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device)
+        checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device,
+        remix_snr=args.remix_snr)
     if args.status:
         print(format_status(status(cfg), cfg.epochs))
         return 0

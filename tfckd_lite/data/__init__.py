@@ -7,17 +7,17 @@ Notebook: 01_signals_and_data.ipynb
   layout, deterministically (``builder.py``, ``speech.py``, ``noise.py``).
 - :func:`open_corpus` opens the reduced set, VoiceBank+DEMAND, DNS Challenge or L3DAS23 as a
   :class:`PairedDataset` of ``(noisy, clean, name)`` items (``corpora.py``).
-- :func:`make_loader` gives fixed-shape training batches or whole test utterances
-  (``loader.py``).
+- :func:`make_loader` gives fixed-shape training batches (optionally remixed on the fly with
+  other pairs' noise) or whole test utterances (``loader.py``).
 """
 
 from .builder import (PROFILES, MissingSourceWarning, Profile, build_dataset, load_manifest,
                       verify_dataset)
 from .corpora import CorpusError, PairedDataset, PairEntry, detect_kind, open_corpus
-from .loader import EvalLoader, TrainLoader, make_loader
+from .loader import REMIX_SNR_DB, EvalLoader, TrainLoader, make_loader, remix
 from .noise import NOISE_TYPES, make_noise, mix_at_snr, snr_db
 
 __all__ = ["PROFILES", "Profile", "MissingSourceWarning", "build_dataset", "load_manifest",
            "verify_dataset", "CorpusError", "PairedDataset", "PairEntry", "detect_kind",
-           "open_corpus", "EvalLoader", "TrainLoader", "make_loader", "NOISE_TYPES",
-           "make_noise", "mix_at_snr", "snr_db"]
+           "open_corpus", "EvalLoader", "TrainLoader", "make_loader", "remix", "REMIX_SNR_DB",
+           "NOISE_TYPES", "make_noise", "mix_at_snr", "snr_db"]
