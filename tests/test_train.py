@@ -2,12 +2,15 @@ import json
 import math
 
 import pytest
+from safetensors import safe_open
+from safetensors.torch import save_file
 import torch
 
 from tfckd_lite.checkpoint import load_model, read_model_description
 from tfckd_lite.data import open_corpus
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
-from tfckd_lite.train import (SupervisedTask, TrainConfig, fit, learning_rate, manifest_sha256)
+from tfckd_lite.train import (STATE_FILE, SupervisedTask, TrainConfig, fit, learning_rate,
+                              manifest_sha256)
 
 TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
 
@@ -100,6 +103,28 @@ def straight_model_params(run_dir):
     model.load_state_dict({k[len("module.model."):]: v for k, v in tensors.items()
                            if k.startswith("module.model.")})
     return list(model.parameters())
+
+
+def test_a_state_from_before_a_config_field_existed_still_resumes(tmp_path, splits,
+                                                                  kill_at_step):
+    """A run folder survives a library upgrade that adds a TrainConfig field (e.g. remix_snr):
+    the missing field counts as its default, which is what the older run did."""
+    train_set, valid_set = splits
+    task = _task()
+    with pytest.raises(kill_at_step(task, 5)):                  # killed in the second epoch
+        fit(task, train_set, valid_set, tmp_path, _config(), progress=False, valid_workers=1)
+    state = tmp_path / STATE_FILE
+    with safe_open(state, "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    description = json.loads(metadata["description"])
+    del description["counters"]["config"]["remix_snr"]           # as written before it existed
+    save_file(tensors, state, metadata={**metadata, "description": json.dumps(description)})
+    with pytest.raises(ValueError, match="remix_snr"):          # a real change is still refused
+        fit(_task(), train_set, valid_set, tmp_path, _config(remix_snr=(0, 20)),
+            progress=False, valid_workers=1)
+    resumed = fit(_task(), train_set, valid_set, tmp_path, _config(), progress=False,
+                  valid_workers=1)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
 
 
 def test_resume_with_another_config_is_refused(tmp_path, splits):

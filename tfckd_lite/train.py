@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -81,6 +81,11 @@ class TrainConfig:
         checked = check_remix_snr(self.remix_snr)
         # a list, so that the config compares equal to itself after a JSON round trip (resume)
         self.remix_snr = None if checked is None else list(checked)
+
+
+#: TrainConfig's field defaults, for comparing with states written before a field existed
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
+                   if f.default is not MISSING and f.name != "device"}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -240,9 +245,13 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     state_path = run_dir / STATE_FILE
     if resume and state_path.exists():
         counters = load_training_state(state_path, task, optimizer)
-        if counters["config"] != comparable:
-            changed = {k: (counters["config"].get(k), v) for k, v in comparable.items()
-                       if counters["config"].get(k) != v}
+        # a field added to TrainConfig after the state was written is absent from it: its
+        # default is what that older run did, so a run folder survives a library upgrade
+        saved_config = {**_FIELD_DEFAULTS, **counters["config"]}
+        if saved_config != comparable:
+            changed = {k: (saved_config.get(k), comparable.get(k))
+                       for k in sorted({*saved_config, *comparable})
+                       if saved_config.get(k) != comparable.get(k)}
             raise ValueError(f"{state_path} was written with another config (saved, now): "
                              f"{changed}; use a new run folder or resume=False")
         saved = counters.get("task")
