@@ -405,7 +405,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--remix-snr", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="remix every training crop on the fly with another pair's noise at an "
-                        "SNR drawn from [LOW, HIGH] dB (the shipped models: 0 20)")
+                        "SNR drawn from [LOW, HIGH] dB (default: the pairs as built; 0 20 is "
+                        "the range measured in the README)")
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
     kd = p.add_argument_group("distillation (Notebook: 05_distillation.ipynb)")
