@@ -31,9 +31,9 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "the network block by block, taps, receptive field and causality, parameters "
                   "and FLOPs of teacher and student", "7 s"),
     NotebookEntry("03_training.ipynb", "Training",
-                  "the SE loss, the training engine, exact resume from atomic checkpoints, the "
-                  "shipped lite teacher and student baseline and where they gain (per noise "
-                  "type and SNR)", "20 s"),
+                  "the SE loss, the training engine, exact resume from atomic checkpoints, "
+                  "on-the-fly remixing, the shipped lite teacher and student baseline and where "
+                  "they gain (per noise type and SNR)", "20 s"),
     NotebookEntry("04_calibration_weights.ipynb", "Calibration weights",
                   "time and \"frequency\" relations of real features, the calibration block step "
                   "by step, weights per set and per frame during a short live distillation",

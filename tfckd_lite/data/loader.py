@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE
+from .noise import mix_at_snr
 
 #: Suggested remixing SNR range (dB), the one measured in the README: the fixed training grid's
 #: 0 dB at the bottom and one grid step above its 15 dB at the top, so that the cleanest test
@@ -66,20 +67,23 @@ def remix(clean: np.ndarray, noise: np.ndarray, snr: float, offset: int) -> np.n
 
     Notebook: 03_training.ipynb
 
-    The SNR is measured over the whole of ``clean``, as the dataset builder measures it. No peak
-    limiting: training works on float signals, which cannot clip.
+    The SNR is measured over the whole of ``clean``, as the dataset builder measures it
+    (:func:`~tfckd_lite.data.mix_at_snr`, without its peak limiting: training works on float
+    signals, which cannot clip, and the clean target must stay as it is).
     """
-    looped = _looped(noise, offset, clean.shape[-1])
-    clean_energy, noise_energy = float(np.dot(clean, clean)), float(np.dot(looped, looped))
-    if clean_energy < _SILENT or noise_energy < _SILENT:
+    mixture = _mix_looped(clean, noise, snr, offset)
+    if mixture is None:
         raise ValueError("remix needs a non-silent clean signal and noise")
-    gain = np.sqrt(clean_energy / (noise_energy * 10 ** (snr / 10)))
-    return (clean + gain * looped).astype(np.float32)
+    return mixture
 
 
-def _looped(noise: np.ndarray, offset: int, length: int) -> np.ndarray:
-    """``length`` samples of ``noise`` repeated end to end, starting at ``offset``."""
-    return np.resize(np.roll(noise, -int(offset)), length)
+def _mix_looped(clean: np.ndarray, noise: np.ndarray, snr: float,
+                offset: int) -> np.ndarray | None:
+    """:func:`remix`, or ``None`` when ``clean`` or the looped noise is silent."""
+    looped = np.resize(np.roll(noise, -int(offset)), clean.shape[-1])
+    if float(np.dot(clean, clean)) < _SILENT or float(np.dot(looped, looped)) < _SILENT:
+        return None
+    return mix_at_snr(clean, looped, snr, peak=None)[1].astype(np.float32)
 
 
 class _Crops(torch.utils.data.Dataset):
@@ -102,10 +106,9 @@ class _Crops(torch.utils.data.Dataset):
         noisy, clean = self.dataset.load(index)
         donor_noisy, donor_clean = self.dataset.load(donor)
         offset = int(rng.integers(0, donor_noisy.shape[-1]))
-        noise = _looped(donor_noisy - donor_clean, offset, clean.shape[-1])
-        if float(np.dot(clean, clean)) < _SILENT or float(np.dot(noise, noise)) < _SILENT:
-            return noisy, clean                        # nothing to rescale: keep the pair's own
-        return remix(clean, noise, snr, offset=0), clean
+        mixture = _mix_looped(clean, donor_noisy - donor_clean, snr, offset)
+        # a silent clean or noise part leaves nothing to rescale: keep the pair's own mixture
+        return (noisy if mixture is None else mixture), clean
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -246,13 +246,15 @@ def snr_db(clean, noisy) -> float:
     return float(10 * np.log10(np.sum(clean ** 2) / np.sum(noise ** 2)))
 
 
-def mix_at_snr(clean, noise, snr: float, peak: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def mix_at_snr(clean, noise, snr: float,
+               peak: float | None = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Scale ``noise`` so that ``clean + noise`` has SNR ``snr`` dB; returns (clean, noisy).
 
     Notebook: 01_signals_and_data.ipynb
 
     If the mixture (or the clean signal) would peak above ``peak``, both are scaled down by the
-    same factor, which leaves the SNR unchanged.
+    same factor, which leaves the SNR unchanged; ``peak=None`` never scales them (on-the-fly
+    remixing, whose float signals cannot clip and whose clean target must stay as it is).
     """
     clean = np.asarray(clean, dtype=np.float64)
     noise = np.asarray(noise, dtype=np.float64)
@@ -261,6 +263,6 @@ def mix_at_snr(clean, noise, snr: float, peak: float = 0.95) -> tuple[np.ndarray
     gain = np.sqrt(np.sum(clean ** 2) / (np.sum(noise ** 2) * 10 ** (snr / 10)))
     noisy = clean + gain * noise
     top = max(np.abs(noisy).max(), np.abs(clean).max())
-    if top > peak:
+    if peak is not None and top > peak:
         clean, noisy = clean * (peak / top), noisy * (peak / top)
     return clean, noisy
