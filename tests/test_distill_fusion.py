@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tfckd_lite.distill import FusionBlock, FusionChain, processing_order
+from tfckd_lite.distill.fusion import scalar_prelu
 
 B, T, C = 2, 5, 6
 
@@ -69,6 +70,26 @@ def test_block_follows_the_formula():
     torch.testing.assert_close(got, a * x + b * r)
     with pytest.raises(ValueError, match="needs the residual"):
         block(f)
+
+
+@pytest.mark.parametrize("slope", [0.25, -0.3])
+def test_scalar_prelu_matches_torch_in_value_and_gradients(slope):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 5, 6, generator=g)
+    x[0, 0, 0, :3] = 0.0                          # the kink: torch uses the slope there
+    upstream = torch.randn(x.shape, generator=g)
+    grads = []
+    for prelu in (torch.nn.functional.prelu, scalar_prelu):
+        xi = x.clone().requires_grad_()
+        w = torch.tensor([slope], requires_grad=True)
+        y = prelu(xi, w)
+        y.backward(upstream)
+        grads.append((y.detach(), xi.grad, w.grad))
+    (y0, gx0, gw0), (y1, gx1, gw1) = grads
+    assert torch.equal(y0, y1) and torch.equal(gx0, gx1)
+    torch.testing.assert_close(gw1, gw0)          # one dot product vs torch's two-pass sum
+    with pytest.raises(ValueError, match="one shared slope"):
+        scalar_prelu(x, torch.ones(4, 1, 1))
 
 
 @pytest.mark.parametrize("set_name", list(SETS))
