@@ -97,6 +97,26 @@ def test_distillation_trains_through_fit(method, teacher, splits, tmp_path):
     assert (len(extra) > 0) == (method in ("fitnets", "tfckd"))
     assert state["counters"]["task"] == distiller.resume_signature()
     assert state["counters"]["task"]["teacher_sha256"] == teacher_hash
+    # learned calibration: mean weights on a fixed batch before training and after the epoch
+    record = result.history[0]
+    if method == "tfckd":
+        before, after = record["calibration_initial"], record["calibration"]
+        assert set(after) == {"encoder", "dual_path", "decoder", "inter"}
+        n_s, n_t = distiller.set_sizes["dual_path"]
+        assert torch.tensor(after["dual_path"]["time"]).shape == (n_s, n_t)
+        for summary in (before, after):
+            for by_stream in summary.values():
+                for w in by_stream.values():
+                    torch.testing.assert_close(torch.tensor(w).sum(-1),
+                                               torch.ones(len(w)), atol=1e-5, rtol=0)
+        assert before != after            # one epoch of training moved them
+    else:
+        assert "calibration" not in record and "calibration_initial" not in record
+
+
+def test_uniform_calibration_records_no_weights(teacher, splits, tmp_path):
+    result = _fit(_distiller("tfckd-uniform", teacher), splits, tmp_path, _config())
+    assert "calibration" not in result.history[0]
 
 
 def test_interrupted_tfckd_run_resumes_to_the_same_weights(teacher, splits, tmp_path,
@@ -120,6 +140,10 @@ def test_interrupted_tfckd_run_resumes_to_the_same_weights(teacher, splits, tmp_
         assert torch.equal(ours[key], theirs[key]), key
     assert [h["train"] for h in resumed_result.history] == \
         [h["train"] for h in straight_result.history]
+    # the weights' course too, including the snapshot taken before the interrupted run began
+    for key in ("calibration_initial", "calibration"):
+        assert resumed_result.history[0][key] == straight_result.history[0][key]
+    assert resumed_result.history[1]["calibration"] == straight_result.history[1]["calibration"]
 
 
 def test_resume_refuses_another_kd_weight_or_teacher(teacher, splits, tmp_path):

@@ -196,7 +196,9 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     Writes into ``run_dir``: ``last.state.safetensors`` (resume state), ``best.safetensors`` (+
     ``.json``) with the best epoch's network and its validation metrics, and
     ``history.json``; a distiller with parameters of its own also gets
-    ``best.extras.safetensors`` (its calibration / fusion / adaptors at the best epoch). With
+    ``best.extras.safetensors`` (its calibration / fusion / adaptors at the best epoch), and
+    one with learned calibration (I2S-TFCKD) records the mean weights on a fixed batch in
+    ``history.json`` (``calibration_summary``: before training and after every epoch). With
     ``resume=True`` an existing state in ``run_dir`` is continued; its
     config must equal ``config``; a folder with files of an earlier run but no state is refused
     (its model is not overwritten). ``resume=False`` starts over and first deletes these files
@@ -278,6 +280,16 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     def save_state():
         save_training_state(state_path, task, optimizer, counters)
 
+    # A distiller with learned calibration records its mean weights on one fixed batch (the
+    # first of epoch 0) before training and after each epoch: the weights' course over the run.
+    probe = None
+    if hasattr(task, "calibration_summary"):
+        probe = model.stft(next(iter(batches(0)))[0].to(device))
+        if counters["global_step"] == 0 and "calibration_initial" not in counters:
+            summary = task.calibration_summary(probe)
+            if summary is not None:
+                counters["calibration_initial"] = summary
+
     for epoch in range(counters["epoch"], config.epochs):
         task.train()
         started = time.perf_counter()
@@ -306,8 +318,13 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
         train_means = {k: v / max(1, counters["step_in_epoch"]) for k, v in running.items()}
         metrics = validate(model, valid_set, config.valid_clips, valid_workers)
         record = {"epoch": epoch + 1, "train": train_means, "valid": metrics,
-                  "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.perf_counter() - started, 2)}
+                  "lr": optimizer.param_groups[0]["lr"]}
+        summary = task.calibration_summary(probe) if probe is not None else None
+        if summary is not None:
+            if epoch == 0 and "calibration_initial" in counters:
+                record["calibration_initial"] = counters.pop("calibration_initial")
+            record["calibration"] = summary
+        record["seconds"] = round(time.perf_counter() - started, 2)
         counters["history"].append(record)
         score = metrics.get("pesq_wb", float("nan"))
         if counters["best"] is None or score > counters["best"]["pesq_wb"]:

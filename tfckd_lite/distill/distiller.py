@@ -431,6 +431,23 @@ class TFCKDDistiller(Distiller):
         self.kd_losses(noisy, None, s_out, s_taps, t_out, t_taps)
         return {k: dict(v) for k, v in self.last_weights.items()}
 
+    def calibration_summary(self, noisy: torch.Tensor) -> dict | None:
+        """The learned weights on one batch, averaged over utterances and frames, as plain lists
+        ``{stage: {stream: [[w_ij] * n_t] * n_s]}}`` (JSON-ready); ``None`` when calibration is
+        uniform (nothing is learned).
+
+        Notebook: 04_calibration_weights.ipynb
+
+        ``train`` stores this for a fixed batch before training and after every epoch
+        (``history.json``: ``calibration_initial`` in the first record, ``calibration`` in
+        each), so the course of the weights over a whole run can be plotted afterwards.
+        """
+        if self.calibration is None:
+            return None
+        weights = self.calibration_weights(noisy)
+        return {stage: {stream: w.mean(dim=(0, 1)).tolist() for stream, w in by_stream.items()}
+                for stage, by_stream in weights.items()}
+
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, streams={self.streams}, "
                 f"calibration={self.calibration_mode!r}, inter={self.inter}, "
