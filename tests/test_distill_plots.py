@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from tfckd_lite.distill import time_relation
-from tfckd_lite.distill.plots import plot_calibration_heatmap, plot_relation, plot_weight_curves
+from tfckd_lite.distill.plots import (calibration_course, matched_weight,
+                                      plot_calibration_course, plot_calibration_heatmap,
+                                      plot_relation, plot_weight_curves)
 from tfckd_lite.stft import HOP_LENGTH, SAMPLE_RATE
 
 
@@ -78,3 +80,34 @@ def test_weight_curves_frames_and_errors():
         plot_weight_curves(np.ones((2, 4, 1, 2)))
     with pytest.raises(ValueError, match="labels"):
         plot_weight_curves(np.ones((4, 2)), labels=["a"])
+
+
+def test_matched_weight_follows_the_layer_pairing():
+    assert matched_weight(np.eye(3)) == 1.0
+    assert matched_weight(np.full((3, 3), 1 / 3)) == pytest.approx(1 / 3)
+    # one student block against four teacher blocks: paired with the teacher's last
+    assert matched_weight(torch.tensor([[0.1, 0.2, 0.3, 0.4]])) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match=r"\[n_s, n_t\]"):
+        matched_weight(np.ones((2, 3, 3)))
+
+
+def _summary(diagonal):
+    off = (1 - diagonal) / 2
+    w = (np.full((3, 3), off) + np.eye(3) * (diagonal - off)).tolist()
+    return {"encoder": {"time": w, "freq": w}, "inter": {"time": w, "freq": w}}
+
+
+def test_calibration_course_reads_a_history_and_plots_it():
+    history = [{"epoch": 1, "calibration_initial": _summary(1 / 3), "calibration": _summary(0.5)},
+               {"epoch": 2, "calibration": _summary(0.7)}, {"epoch": 3}]
+    course = calibration_course(history)
+    assert list(course) == [0, 1, 2]
+    fig, ax, lines = plot_calibration_course(course, xlabel="epoch")
+    assert len(lines) == 4                               # 2 stages x 2 streams
+    assert ax.get_xlabel() == "epoch"
+    np.testing.assert_allclose(lines[0].get_ydata(), [1 / 3, 0.5, 0.7])
+    assert lines[0].get_linestyle() == "-" and lines[1].get_linestyle() == "--"
+    with pytest.raises(ValueError, match="no calibration weights"):
+        calibration_course([{"epoch": 1, "train": {}}])
+    with pytest.raises(ValueError, match="no calibration snapshots"):
+        plot_calibration_course({})

@@ -11,7 +11,10 @@ Same convention as :mod:`tfckd_lite.plots`: every ``plot_*`` function takes an o
   ``[n_s, n_t]``, or as ``[B, T, n_s, n_t]`` and averaged over utterances and frames), annotated;
 * :func:`plot_weight_curves`: per-frame weights ``[T, n_t]`` of one student layer over the teacher
   layers, one line per teacher layer, with time in seconds so that it lines up with
-  :func:`tfckd_lite.plots.plot_spectrogram` of the same utterance.
+  :func:`tfckd_lite.plots.plot_spectrogram` of the same utterance;
+* :func:`plot_calibration_course`: how the mean weights moved during training, as the weight on
+  the matched teacher layer (:func:`matched_weight`) per set and stream against the step or
+  epoch; :func:`calibration_course` reads those snapshots from a training history.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ import numpy as np
 
 from ..plots import _as_numpy, _axes
 from ..stft import HOP_LENGTH, SAMPLE_RATE
+from .methods import pair_layers
+
+#: Line style of each stream in :func:`plot_calibration_course`.
+STREAM_STYLES = {"time": "-", "freq": "--"}
 
 
 def _labels(labels: Sequence[str] | None, count: int, prefix: str, what: str) -> list[str]:
@@ -137,6 +144,78 @@ def plot_weight_curves(weights, ax=None, labels: Sequence[str] | None = None,
     ax.set_xlabel("time (s)" if seconds else "frame")
     ax.set_ylabel("weight")
     ax.legend(fontsize=8, loc="upper right", ncol=min(n_t, 4))
+    if title:
+        ax.set_title(title)
+    return fig, ax, lines
+
+
+def matched_weight(mean_weights) -> float:
+    """The weight a student layer puts on "its" teacher layer, averaged over student layers.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``mean_weights``: ``[n_s, n_t]`` (weights averaged over utterances and frames, e.g. one entry
+    of ``TFCKDDistiller.calibration_summary``); the pairs are :func:`pair_layers` (E_i with E_i,
+    the student's last dual-path block with the teacher's last). ``1 / n_t`` means no preference,
+    1 that every student layer looks only at its matched teacher layer.
+
+    >>> round(matched_weight([[0.5, 0.25, 0.25], [0.2, 0.6, 0.2], [0.1, 0.1, 0.8]]), 4)
+    0.6333
+    """
+    arr = _as_numpy(mean_weights).astype(float)
+    if arr.ndim != 2:
+        raise ValueError(f"matched_weight expects mean weights [n_s, n_t], got shape {arr.shape}")
+    n_s, n_t = arr.shape
+    return float(np.mean([arr[i, j] for i, j in enumerate(pair_layers(n_s, n_t))]))
+
+
+def calibration_course(history: Sequence[dict]) -> dict[int, dict]:
+    """``{epoch: {stage: {stream: [n_s, n_t]}}}`` from a training history (``history.json``, or
+    ``pretrained.describe(name)["history"]``); epoch 0 is the snapshot taken before training.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    A run without learned calibration (``train`` records none) raises ``ValueError``.
+    """
+    course = {}
+    for record in history:
+        if "calibration_initial" in record:
+            course[0] = record["calibration_initial"]
+        if "calibration" in record:
+            course[int(record["epoch"])] = record["calibration"]
+    if not course:
+        raise ValueError("this history holds no calibration weights (a run without learned "
+                         "calibration, or one trained before they were recorded)")
+    return dict(sorted(course.items()))
+
+
+def plot_calibration_course(snapshots: dict, ax=None, xlabel: str = "step",
+                            title: str | None = None):
+    """The matched-layer weight (:func:`matched_weight`) of each set and stream over training.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``snapshots``: ``{step_or_epoch: {stage: {stream: mean weights [n_s, n_t]}}}``, e.g.
+    :func:`calibration_course` of a history or snapshots taken during a live run. One colour per
+    stage, solid for the time stream and dashed for the "frequency" stream, and a dotted
+    ``1 / n_t`` line per stage (no preference) in the same colour. Returns ``(fig, ax, lines)``.
+    """
+    if not snapshots:
+        raise ValueError("no calibration snapshots to plot")
+    keys = sorted(snapshots)
+    fig, ax = _axes(ax, figsize=(6, 3))
+    lines = []
+    for colour, stage in enumerate(snapshots[keys[0]]):
+        for stream, by_key in snapshots[keys[0]][stage].items():
+            values = [matched_weight(snapshots[k][stage][stream]) for k in keys]
+            lines += ax.plot(keys, values, STREAM_STYLES.get(stream, ":"), marker="o", ms=3,
+                             color=f"C{colour}", label=f"{stage} {stream}")
+        n_t = _as_numpy(by_key).shape[-1]
+        ax.axhline(1 / n_t, color=f"C{colour}", lw=0.6, ls=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("weight on matched teacher layer")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncol=2)
     if title:
         ax.set_title(title)
     return fig, ax, lines
