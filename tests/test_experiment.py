@@ -252,6 +252,7 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     fresh = tiny_config(cfg.data, tmp_path / "fresh")
     empty = experiment.status(fresh)
     assert (empty["done"], empty["total"], empty["seconds_left"]) == (0, 5, None)
+    assert empty["untimed"] == ["none", "tfckd"]
     assert [r["kd_weight"] for r in empty["runs"] if r["method"] == "tfckd"] == [1.0, 10.0, None]
     text = experiment.format_status(empty, fresh.epochs)
     assert "0 of 5 runs finished" in text and "unknown" in text
@@ -260,3 +261,21 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
                                       "--kd-weights", "1", "10", "--epochs", "1", "--status"])
     assert args.func(args) == 0
     assert "5 of 5 runs finished; about 0.0 h" in capsys.readouterr().out
+    # a method not yet timed is counted at the slowest measured method's epoch time
+    wider = dataclasses.replace(cfg, methods=("none", "tfckd", "output"))
+    report = experiment.status(wider)
+    # (until output is tuned too, tfckd's later seeds have no λ in the plan: only its tuning
+    # runs are timed)
+    def mean_epoch_seconds(method):
+        seconds = [h["seconds"] for run in experiment.tuning_runs(cfg) if run.method == method
+                   for h in json.loads((run.folder(cfg) / "history.json").read_text())]
+        return sum(seconds) / len(seconds)
+    slowest = max(mean_epoch_seconds("none"), mean_epoch_seconds("tfckd"))
+    assert report["untimed"] == ["output"]
+    output_runs = [r for r in report["runs"] if r["method"] == "output"]
+    assert len(output_runs) == 3                          # λ 1 and 10 on seed 0, seed 1
+    # tfckd's seed 1 has no λ in the plan yet either, so it counts as to do, at tfckd's time
+    assert report["seconds_left"] == pytest.approx(
+        cfg.epochs * (3 * slowest + mean_epoch_seconds("tfckd")))
+    assert "counted at the slowest measured method's epoch time: output" in \
+        experiment.format_status(report, cfg.epochs)

@@ -519,12 +519,14 @@ def status(cfg: ExperimentConfig) -> dict:
 
     Notebook: 05_distillation.ipynb
 
-    Returns ``{"runs": [...], "done", "total", "seconds_left"}``. Each run has its ``method``,
-    ``kd_weight`` (``None`` for the final seeds of a KD method before λ is chosen), ``seed``
-    and ``epochs_done``. The total counts the tuning runs and the final seeds still to come;
-    the estimate multiplies the epochs left by the mean measured epoch time of the method, or
-    of the method it ablates until the ablation has run (``None`` while a method has no
-    finished epoch yet).
+    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed"}``. Each run has its
+    ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is chosen),
+    ``seed`` and ``epochs_done``. The total counts the tuning runs and the final seeds still to
+    come; the estimate multiplies the epochs left by the mean measured epoch time of the method,
+    or of the method it ablates until the ablation has run. Methods with no finished epoch yet
+    (listed in ``untimed``) are counted at the slowest measured method's epoch time, a guess that
+    errs low for the TFCKD variants (about twice a baseline's step, ``bench/bench_distill.py``);
+    ``seconds_left`` is ``None`` only while no epoch at all has been measured.
     """
     from .distill import METHODS
 
@@ -545,17 +547,21 @@ def status(cfg: ExperimentConfig) -> dict:
         epoch_seconds.setdefault(run.method, []).extend(h["seconds"] for h in history)
         rows.append({"method": run.method, "kd_weight": run.kd_weight if known else None,
                      "seed": run.seed, "epochs_done": min(len(history), cfg.epochs)})
-    left, unknown = 0.0, False
+    measured = [float(np.mean(t)) for t in epoch_seconds.values() if t]
+    left, untimed = 0.0, []
     for row in rows:
         times = (epoch_seconds.get(row["method"])
                  or epoch_seconds.get(METHODS[row["method"]].ablation_of or row["method"]))
         remaining = cfg.epochs - row["epochs_done"]
         if remaining and not times:
-            unknown = True
+            if row["method"] not in untimed:
+                untimed.append(row["method"])
+            left += remaining * max(measured, default=math.nan)
         elif remaining:
             left += remaining * float(np.mean(times))
     return {"runs": rows, "done": sum(r["epochs_done"] == cfg.epochs for r in rows),
-            "total": len(rows), "seconds_left": None if unknown else left}
+            "total": len(rows), "seconds_left": None if not measured else left,
+            "untimed": untimed}
 
 
 def format_status(report: dict, epochs: int) -> str:
@@ -566,9 +572,12 @@ def format_status(report: dict, epochs: int) -> str:
                                                  else f"{r['kd_weight']:g}")
         lines.append(f"{r['method']:<18} {lam:>6} {r['seed']:>4}  {r['epochs_done']}/{epochs}")
     left = report["seconds_left"]
-    eta = "unknown until every method has trained an epoch" if left is None else \
+    eta = "unknown until a run has trained an epoch" if left is None else \
         f"about {left / 3600:.1f} h of training left at the measured epoch times"
     lines.append(f"{report['done']} of {report['total']} runs finished; {eta}")
+    if left is not None and report.get("untimed"):
+        lines.append("not yet timed, counted at the slowest measured method's epoch time: "
+                     + ", ".join(report["untimed"]))
     return "\n".join(lines)
 
 
