@@ -101,6 +101,14 @@ def test_ablations_reuse_the_lambda_of_the_method_they_ablate(finished):
 
 def test_table_rows_are_the_measured_means(finished):
     cfg, results = finished
+    # the train-time column says how it was measured
+    two = copy.deepcopy(results)
+    two["config"]["jobs"] = 2
+    assert "2 runs side by side" in experiment.results_markdown(two)
+    one = copy.deepcopy(results)
+    one["config"]["jobs"] = 1
+    assert "side by side" not in experiment.results_markdown(one)
+    assert "bench_distill" in experiment.results_markdown(one)
     for method, entry in results["methods"].items():
         mine = [r for r in results["runs"] if r["method"] == method]
         for key, _, _ in experiment.METRICS:

@@ -408,6 +408,11 @@ def results_markdown(results: dict) -> str:
         minutes = entry["train_seconds"]["mean"] / 60
         lines.append(f"| `{method}` | {lam} | {s['pesq_wb']['n']} | " + " | ".join(cells)
                      + f" | {gap_text} | {params} | {cx['student_gflops']:.2f} | {minutes:.1f} |")
+    jobs = results.get("config", {}).get("jobs")
+    side_by_side = f", {jobs} runs side by side" if jobs and jobs > 1 else ""
+    lines += ["", "Train time: wall-clock minutes per run (validation included, mean over seeds)"
+              f"{side_by_side} on the machine that ran them, so it also carries that machine's "
+              "load; the controlled cost of one step per method is `bench/bench_distill.py`'s."]
     return "\n".join(lines)
 
 
