@@ -206,11 +206,12 @@ def plot_calibration_course(snapshots: dict, ax=None, xlabel: str = "step",
     fig, ax = _axes(ax, figsize=(6, 3))
     lines = []
     for colour, stage in enumerate(snapshots[keys[0]]):
-        for stream, by_key in snapshots[keys[0]][stage].items():
+        first = snapshots[keys[0]][stage]
+        for stream in first:
             values = [matched_weight(snapshots[k][stage][stream]) for k in keys]
             lines += ax.plot(keys, values, STREAM_STYLES.get(stream, ":"), marker="o", ms=3,
                              color=f"C{colour}", label=f"{stage} {stream}")
-        n_t = _as_numpy(by_key).shape[-1]
+        n_t = _as_numpy(next(iter(first.values()))).shape[-1]
         ax.axhline(1 / n_t, color=f"C{colour}", lw=0.6, ls=":")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("weight on matched teacher layer")
