@@ -23,7 +23,8 @@ from tfckd_lite.models import build_model
 
 def tiny_config(root, out, **overrides) -> ExperimentConfig:
     settings = dict(data=str(root), out=str(out), methods=("none", "tfckd"), seeds=(0, 1),
-                    kd_weights=(1.0, 10.0), epochs=1, steps_per_epoch=2, batch_size=2,
+                    kd_weights=(1.0, 10.0), grid_extensions=1, epochs=1, steps_per_epoch=2,
+                    batch_size=2,
                     segment_seconds=0.5, warmup_steps=1, valid_clips=2, test_clips=2)
     settings.update(overrides)
     return ExperimentConfig(**settings)
@@ -31,7 +32,8 @@ def tiny_config(root, out, **overrides) -> ExperimentConfig:
 
 @pytest.fixture(scope="module")
 def finished(mini, tmp_path_factory):
-    """One tiny experiment (2 methods x 2 seeds, λ grid of 2), run once for the module."""
+    """One tiny experiment (2 methods x 2 seeds, λ grid of 2 extended once), run once for the
+    module. With two λ the best one is always at an end, so the grid always grows to three."""
     torch.set_num_threads(1)
     cfg = tiny_config(mini, tmp_path_factory.mktemp("experiment"), remix_snr=(0.0, 20.0))
     return cfg, experiment.reproduce(cfg, progress=False)
@@ -39,11 +41,14 @@ def finished(mini, tmp_path_factory):
 
 def test_every_run_trains_with_the_same_budget(finished):
     cfg, results = finished
-    # tuning: every λ of the grid on seed 0; final: every seed at the chosen λ
-    for w in cfg.kd_weights:
+    # tuning: every λ of the grid, and one step past the end where the best was, on seed 0;
+    # final: every seed at the chosen λ
+    grid = experiment.tuned_grid("tfckd", cfg)
+    assert len(grid) == 3 and set(cfg.kd_weights) < set(grid) and ({0.1, 100.0} & set(grid))
+    for w in grid:
         assert Run("tfckd", w, 0).finished(cfg)
     chosen = results["methods"]["tfckd"]["kd_weight"]
-    assert chosen in cfg.kd_weights
+    assert chosen in grid
     for run in results["runs"]:
         history = json.loads((Run(run["method"], run["kd_weight"], run["seed"]).folder(cfg)
                               / "history.json").read_text())
@@ -58,10 +63,11 @@ def test_every_run_trains_with_the_same_budget(finished):
 def test_lambda_is_chosen_on_validation_only(finished):
     cfg, results = finished
     tuning = results["methods"]["tfckd"]["tuning_valid_pesq_wb"]
-    assert set(tuning) == {"1", "10"}
-    best = max(cfg.kd_weights, key=lambda w: (tuning[f"{w:g}"], -w))
+    grid = experiment.tuned_grid("tfckd", cfg)
+    assert set(tuning) == {f"{w:g}" for w in grid}
+    best = max(grid, key=lambda w: (tuning[f"{w:g}"], -w))
     assert results["methods"]["tfckd"]["kd_weight"] == best
-    for w in cfg.kd_weights:   # the scores are the runs' own best validation PESQ-WB
+    for w in grid:             # the scores are the runs' own best validation PESQ-WB
         assert tuning[f"{w:g}"] == experiment.validation_score(Run("tfckd", w, 0), cfg)
 
 
@@ -78,7 +84,8 @@ def test_ablations_reuse_the_lambda_of_the_method_they_ablate(finished):
     assert [(r["kd_weight"], r["seed"], r["epochs_done"]) for r in uniform] == \
         [(lam, 0, 0), (lam, 1, 0)]
     # its time left is estimated from tfckd's measured epochs until it has its own
-    tfckd_runs = [Run("tfckd", w, 0) for w in cfg.kd_weights] + [Run("tfckd", lam, 1)]
+    tfckd_runs = [Run("tfckd", w, 0) for w in experiment.tuned_grid("tfckd", cfg)] + \
+        [Run("tfckd", lam, 1)]
     seconds = [h["seconds"] for run in tfckd_runs
                for h in json.loads((run.folder(cfg) / "history.json").read_text())]
     assert experiment.status(wider)["seconds_left"] == pytest.approx(
@@ -140,8 +147,8 @@ def test_report_files_and_command(finished):
     # the stored command parses back into the same configuration
     args = build_parser().parse_args(shlex.split(results["command"])[3:])
     assert (args.epochs, tuple(args.seeds), tuple(args.kd_weights), tuple(args.methods),
-            tuple(args.remix_snr)) == \
-        (cfg.epochs, cfg.seeds, cfg.kd_weights, cfg.methods, cfg.remix_snr)
+            tuple(args.remix_snr), args.grid_extensions) == \
+        (cfg.epochs, cfg.seeds, cfg.kd_weights, cfg.methods, cfg.remix_snr, cfg.grid_extensions)
 
 
 def test_a_second_call_resumes_without_retraining(finished):
@@ -224,12 +231,49 @@ def test_distiller_extras_round_trip_and_refusals(tmp_path):
         load_distiller_extras(tmp_path / "model.safetensors", target)
 
 
+def _fake_tuning(monkeypatch, scores: dict, finished: set):
+    """Validation PESQ-WB per λ from ``scores``; runs of the λ in ``finished`` count as done."""
+    monkeypatch.setattr(experiment, "validation_score", lambda run, cfg: scores[run.kd_weight])
+    monkeypatch.setattr(Run, "finished", lambda run, cfg: run.kd_weight in finished)
+
+
+@pytest.mark.parametrize("grid, scores, expected", [
+    ((0.1, 1, 10, 100), {0.1: 0, 1: 1, 10: 2, 100: 1}, [0.1, 1, 10, 100]),   # best inside
+    ((1, 10, 100), {1: 2, 10: 1, 100: 0, 0.1: 3, 0.01: 1}, [0.01, 0.1, 1, 10, 100]),  # low, 2x
+    ((1, 10, 100), {1: 0, 10: 1, 100: 2, 1000: 1}, [1, 10, 100, 1000]),   # high, then inside
+    ((1, 10, 100), {1: 1, 10: 1, 100: 1, 0.1: 1, 0.01: 1}, [0.01, 0.1, 1, 10, 100]),  # ties
+    ((1, 10, 100), {1: 0, 10: 1, 100: 2, 1000: 3, 10000: 4}, [1, 10, 100, 1000, 10000]),  # cap
+])
+def test_the_lambda_grid_grows_past_an_end_where_the_best_lies(monkeypatch, tmp_path, grid,
+                                                              scores, expected):
+    cfg = tiny_config(tmp_path, tmp_path, kd_weights=grid, grid_extensions=2)
+    _fake_tuning(monkeypatch, scores, finished=set(scores))
+    assert experiment.tuned_grid("tfckd", cfg) == pytest.approx(expected)
+    best = max(expected, key=lambda w: (scores[w], -w))      # ties: the smaller λ
+    assert experiment.choose_kd_weights(cfg)["tfckd"]["kd_weight"] == pytest.approx(best)
+
+
+def test_the_lambda_grid_waits_for_its_runs_and_can_be_fixed(monkeypatch, tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path, kd_weights=(1.0, 10.0, 100.0), grid_extensions=2)
+    scores = {1: 0, 10: 1, 100: 2, 1000: 3}
+    _fake_tuning(monkeypatch, scores, finished={1, 10})            # λ = 100 still training
+    assert experiment.tuned_grid("tfckd", cfg) == [1, 10, 100]
+    _fake_tuning(monkeypatch, scores, finished={1, 10, 100})       # 1000 is planned, not done
+    assert experiment.tuned_grid("tfckd", cfg) == [1, 10, 100, 1000]
+    assert Run("tfckd", 1000.0, 0) in experiment.tuning_runs(cfg)
+    fixed = dataclasses.replace(cfg, grid_extensions=0)
+    assert experiment.tuned_grid("tfckd", fixed) == [1, 10, 100]
+    single = dataclasses.replace(cfg, kd_weights=(10.0,))          # no ends to judge
+    assert experiment.tuned_grid("tfckd", single) == [10]
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"methods": ("tfckd", "nonsense")}, "unknown method"),
     ({"methods": ("tfckd",)}, "needs method 'none'"),
     ({"seeds": (1, 1)}, "distinct"),
     ({"kd_weights": (0.0,)}, "positive"),
     ({"jobs": 0}, "jobs"),
+    ({"grid_extensions": -1}, "grid_extensions"),
     ({"remix_snr": (5.0, 5.0)}, "low < high"),
 ])
 def test_config_errors(overrides, message, tmp_path):
@@ -242,6 +286,17 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
     stored = json.loads((Path(cfg.out) / "experiment.json").read_text())
     assert stored["config"]["epochs"] == cfg.epochs and len(stored["teacher_sha256"]) == 64
     experiment.check_experiment_folder(dataclasses.replace(cfg, jobs=2))   # free setting
+    # a folder started before a setting existed: the missing setting compares as its default
+    record = Path(cfg.out) / "experiment.json"
+    older = copy.deepcopy(stored)
+    del older["config"]["grid_extensions"]
+    record.write_text(json.dumps(older))
+    try:
+        experiment.check_experiment_folder(dataclasses.replace(cfg, grid_extensions=2))
+        with pytest.raises(experiment.ExperimentMismatchError, match="grid_extensions: 2 -> 0"):
+            experiment.check_experiment_folder(dataclasses.replace(cfg, grid_extensions=0))
+    finally:
+        record.write_text(json.dumps(stored))
     with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 1 -> 2"):
         experiment.reproduce(dataclasses.replace(cfg, epochs=2), progress=False)
     other = tmp_path / "other-teacher.safetensors"
@@ -255,7 +310,7 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
 def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, capsys):
     cfg, _ = finished
     done = experiment.status(cfg)
-    assert done["done"] == done["total"] == 2 + 2 + 1     # none x 2, tfckd: 2 λ + 1 more seed
+    assert done["done"] == done["total"] == 2 + 3 + 1     # none x 2, tfckd: 3 λ + 1 more seed
     assert done["seconds_left"] == 0
     fresh = tiny_config(cfg.data, tmp_path / "fresh")
     empty = experiment.status(fresh)
@@ -266,9 +321,10 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     assert "0 of 5 runs finished" in text and "unknown" in text
     args = build_parser().parse_args(["reproduce", "--data", str(cfg.data), "--out", str(cfg.out),
                                       "--methods", "none", "tfckd", "--seeds", "0", "1",
-                                      "--kd-weights", "1", "10", "--epochs", "1", "--status"])
+                                      "--kd-weights", "1", "10", "--grid-extensions", "1",
+                                      "--epochs", "1", "--status"])
     assert args.func(args) == 0
-    assert "5 of 5 runs finished; about 0.0 h" in capsys.readouterr().out
+    assert "6 of 6 runs finished; about 0.0 h" in capsys.readouterr().out
     # a method not yet timed is counted at the slowest measured method's epoch time
     wider = dataclasses.replace(cfg, methods=("none", "tfckd", "output"))
     report = experiment.status(wider)

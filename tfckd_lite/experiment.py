@@ -9,6 +9,11 @@ Notebook: 05_distillation.ipynb
    PESQ-WB is kept (ties: the smaller λ). The test split plays no part in any choice. The
    grid is log-spaced because the KD terms differ from the SE loss by orders of magnitude
    at initialisation (about 1e-3 to 5e-2 against 0.04 to 1) and from one method to another.
+   When the best λ lies at an end of the grid, the optimum may lie beyond it, and a baseline
+   tuned only up to its edge would be compared unfairly: the grid is then extended by one
+   factor-10 step past that end (e.g. 0.1 after {1, 10, 100}), again if the new value wins,
+   at most ``grid_extensions`` times per method (:func:`tuned_grid`); the choice is still made
+   on validation PESQ-WB over every λ tried.
    The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``:
    ``METHODS[m].ablation_of``) are not tuned: they reuse the λ chosen for ``tfckd``, so that
    each differs from the full method in the one component it removes, as ablations in the
@@ -49,7 +54,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +77,9 @@ class ExperimentConfig:
     The defaults are the full experiment: the schedule of the shipped lite student baseline
     (6 epochs of the ``small`` training split as built, batch 8 x 1 s, AdamW 1e-3 with 200
     warm-up steps and cosine decay, 100 validation clips per epoch), three seeds, λ in
-    {1, 10, 100}. ``remix_snr=(low, high)`` remixes every crop on the fly instead (off by
-    default, like the shipped models: README, "How the recipe got here").
+    {1, 10, 100} extended by up to ``grid_extensions`` factor-10 steps past an end where the
+    best λ lies (:func:`tuned_grid`). ``remix_snr=(low, high)`` remixes every crop on the fly
+    instead (off by default, like the shipped models: README, "How the recipe got here").
     """
 
     data: str
@@ -83,6 +89,7 @@ class ExperimentConfig:
     methods: tuple[str, ...] = ()          # () = every method of distill.METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
     kd_weights: tuple[float, ...] = (1.0, 10.0, 100.0)
+    grid_extensions: int = 2
     epochs: int = 6
     steps_per_epoch: int | None = None
     batch_size: int = 8
@@ -116,6 +123,8 @@ class ExperimentConfig:
             raise ValueError(f"the λ grid must hold positive values, got {self.kd_weights}")
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+        if self.grid_extensions < 0:
+            raise ValueError(f"grid_extensions must be 0 or more, got {self.grid_extensions}")
 
 
 @dataclass(frozen=True)
@@ -162,11 +171,44 @@ def lambda_source(method: str, cfg: ExperimentConfig) -> str:
     return source if source in cfg.methods else method
 
 
+#: Factor between a grid end and the λ tried past it (the default grid's own spacing).
+GRID_STEP = 10.0
+
+
+def tuned_grid(method: str, cfg: ExperimentConfig) -> list[float]:
+    """The λ values tried for ``method`` so far: the grid, plus the steps past its ends that the
+    finished tuning runs call for.
+
+    Notebook: 05_distillation.ipynb
+
+    Once every λ tried has finished (seed ``seeds[0]``), if the best validation PESQ-WB (ties:
+    the smaller λ) is at the smallest λ, ``λ_min / GRID_STEP`` is added; at the largest,
+    ``λ_max * GRID_STEP``; at most ``cfg.grid_extensions`` times. A grid of one λ has no ends to
+    judge and is never extended. The result depends on which runs have finished, so the
+    experiment asks again after each round of training.
+    """
+    grid = sorted(cfg.kd_weights)
+    for _ in range(cfg.grid_extensions if len(grid) > 1 else 0):
+        runs = [Run(method, w, cfg.seeds[0]) for w in grid]
+        if not all(run.finished(cfg) for run in runs):
+            break
+        scores = {w: validation_score(Run(method, w, cfg.seeds[0]), cfg) for w in grid}
+        best = max(grid, key=lambda w: scores[w])          # grid is sorted: ties keep the smaller
+        if best == grid[0]:
+            grid.insert(0, grid[0] / GRID_STEP)
+        elif best == grid[-1]:
+            grid.append(grid[-1] * GRID_STEP)
+        else:
+            break
+    return grid
+
+
 def tuning_runs(cfg: ExperimentConfig) -> list[Run]:
-    """Stage 1: every seed of 'none', and seed ``seeds[0]`` of each tuned KD method for each λ."""
+    """Stage 1: every seed of 'none', and seed ``seeds[0]`` of each tuned KD method for each λ
+    of its grid as extended so far (:func:`tuned_grid`)."""
     runs = [Run("none", None, s) for s in cfg.seeds]
     runs += [Run(m, w, cfg.seeds[0]) for m in cfg.methods
-             if m != "none" and lambda_source(m, cfg) == m for w in cfg.kd_weights]
+             if m != "none" and lambda_source(m, cfg) == m for w in tuned_grid(m, cfg)]
     return runs
 
 
@@ -239,7 +281,8 @@ def validation_score(run: Run, cfg: ExperimentConfig) -> float:
 
 
 def choose_kd_weights(cfg: ExperimentConfig) -> dict[str, dict]:
-    """Per method the λ of the best validation PESQ-WB on seed ``seeds[0]`` (ties: smaller λ).
+    """Per method the λ of the best validation PESQ-WB on seed ``seeds[0]`` (ties: smaller λ)
+    over every λ tried (:func:`tuned_grid`).
 
     Returns ``{method: {"kd_weight": λ or None, "valid_pesq_wb": {λ: score}, "tuned_with":
     method}}``; an ablation gets the λ of the method it ablates, whose name is in
@@ -250,7 +293,8 @@ def choose_kd_weights(cfg: ExperimentConfig) -> dict[str, dict]:
     for method in cfg.methods:
         if method == "none" or lambda_source(method, cfg) != method:
             continue
-        scores = {w: validation_score(Run(method, w, cfg.seeds[0]), cfg) for w in cfg.kd_weights}
+        scores = {w: validation_score(Run(method, w, cfg.seeds[0]), cfg)
+                  for w in tuned_grid(method, cfg)}
         best = max(sorted(scores), key=lambda w: scores[w])   # max keeps the first of ties
         chosen[method] = {"kd_weight": best, "valid_pesq_wb": {f"{w:g}": s
                                                                for w, s in scores.items()},
@@ -361,7 +405,7 @@ def reproduce_command(cfg: ExperimentConfig) -> str:
              "steps_per_epoch": "--steps-per-epoch", "batch_size": "--batch-size",
              "segment_seconds": "--segment-seconds", "lr": "--lr",
              "warmup_steps": "--warmup-steps", "valid_clips": "--valid-clips",
-             "test_clips": "--test-clips"}
+             "test_clips": "--test-clips", "grid_extensions": "--grid-extensions"}
     for key, flag in flags.items():
         if getattr(cfg, key) != getattr(default, key):
             args += [flag, f"{getattr(cfg, key):g}" if isinstance(getattr(cfg, key), float)
@@ -506,8 +550,13 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
                 f"{cfg.out} was started with another version of the teacher {cfg.teacher!r} "
                 f"(sha256 {stored['teacher_sha256'][:12]}..., now {digest[:12]}...); its runs "
                 "cannot be mixed with new ones: use a new --out")
-        changed = {k: (stored["config"].get(k), v) for k, v in settings.items()
-                   if stored["config"].get(k) != v}
+        # a setting added to ExperimentConfig after the folder was started is absent from it:
+        # it compares as its default (e.g. grid_extensions, added while phase 1 of the first
+        # full experiment was running; no λ had been chosen yet)
+        defaults = json.loads(json.dumps({f.name: f.default for f in fields(ExperimentConfig)
+                                          if f.default is not MISSING}))
+        saved = {**defaults, **stored["config"]}
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if changed:
             detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise ExperimentMismatchError(f"{cfg.out} was started with other settings ({detail}); "
@@ -531,7 +580,8 @@ def status(cfg: ExperimentConfig) -> dict:
     or of the method it ablates until the ablation has run. Methods with no finished epoch yet
     (listed in ``untimed``) are counted at the slowest measured method's epoch time, a guess that
     errs low for the TFCKD variants (about twice a baseline's step, ``bench/bench_distill.py``);
-    ``seconds_left`` is ``None`` only while no epoch at all has been measured.
+    ``seconds_left`` is ``None`` only while no epoch at all has been measured. A λ-grid
+    extension (:func:`tuned_grid`) is planned only once the runs that call for it have finished.
     """
     from .distill import METHODS
 
@@ -594,7 +644,11 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True) -> dict:
     The folder's teacher and budget are checked first (:func:`check_experiment_folder`).
     """
     check_experiment_folder(cfg)
-    train_runs(tuning_runs(cfg), cfg, progress)
+    while True:              # each finished round of tuning may extend a λ grid (tuned_grid)
+        runs = tuning_runs(cfg)
+        if all(run.finished(cfg) for run in runs):
+            break
+        train_runs(runs, cfg, progress)
     chosen = choose_kd_weights(cfg)
     train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg, progress)
     results = collect_results(cfg, chosen, progress)
@@ -652,6 +706,9 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     p.add_argument("--kd-weights", nargs="+", type=float, default=list(defaults.kd_weights),
                    help="the λ grid tuned on the validation split")
+    p.add_argument("--grid-extensions", type=int, default=defaults.grid_extensions,
+                   help="factor-10 steps the λ grid may be extended past an end where the best "
+                        "λ lies (0: the fixed grid)")
     for name in ("epochs", "batch_size", "warmup_steps", "checkpoint_every", "jobs"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("steps_per_epoch", "valid_clips", "test_clips"):
@@ -673,7 +730,8 @@ def _reproduce_command(args) -> int:
     cfg = ExperimentConfig(
         data=args.data, out=args.out, teacher=args.teacher, student=args.student,
         methods=tuple(args.methods or ()), seeds=tuple(args.seeds),
-        kd_weights=tuple(args.kd_weights), epochs=args.epochs,
+        kd_weights=tuple(args.kd_weights), grid_extensions=args.grid_extensions,
+        epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         segment_seconds=args.segment_seconds, lr=args.lr, warmup_steps=args.warmup_steps,
         valid_clips=args.valid_clips, test_clips=args.test_clips,
