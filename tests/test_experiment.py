@@ -267,6 +267,81 @@ def test_the_lambda_grid_waits_for_its_runs_and_can_be_fixed(monkeypatch, tmp_pa
     assert experiment.tuned_grid("tfckd", single) == [10]
 
 
+def test_the_plan_adds_the_seeds_of_each_method_whose_lambda_is_settled(monkeypatch, tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path, methods=("none", "output", "tfckd", "tfckd-uniform"),
+                      seeds=(0, 1, 2), kd_weights=(1.0, 10.0, 100.0), grid_extensions=2)
+    scores = {1: 0, 10: 2, 100: 1}
+    _fake_tuning(monkeypatch, scores, finished={1, 10, 100})       # every grid λ has finished
+    monkeypatch.setattr(experiment, "tuning_scores",              # ... but tfckd is still tuning
+                        lambda m, c: None if m == "tfckd" else scores)
+    plan = experiment.planned_runs(cfg)
+    assert plan[:len(experiment.tuning_runs(cfg))] == experiment.tuning_runs(cfg)  # tuning first
+    later = plan[len(experiment.tuning_runs(cfg)):]
+    assert later == [Run("output", 10.0, 1), Run("output", 10.0, 2)]  # seed 0 ran in tuning
+    monkeypatch.setattr(experiment, "tuning_scores", lambda m, c: scores)
+    later = experiment.planned_runs(cfg)[len(experiment.tuning_runs(cfg)):]
+    assert Run("tfckd", 10.0, 1) in later and Run("tfckd-uniform", 10.0, 0) in later
+    assert experiment.settled_kd_weight("tfckd-uniform", cfg) == 10.0    # tfckd's λ
+    assert experiment.settled_kd_weight("none", cfg) is None
+
+
+class _FakeTraining:
+    """Stands in for ``subprocess.Popen`` of ``train``: each run takes ``polls`` polls, then
+    writes a finished history (or none, for the runs in ``unfinished``) and exits 0."""
+
+    def __init__(self, cfg, polls=2, unfinished=()):
+        self.cfg, self.polls, self.unfinished = cfg, polls, set(unfinished)
+        self.started, self.running, self.peak = [], 0, 0
+
+    def __call__(self, argv, **kwargs):
+        fake, out = self, Path(argv[argv.index("--out") + 1])
+        fake.started.append(out)
+        fake.running += 1
+        fake.peak = max(fake.peak, fake.running)
+
+        class Proc:
+            returncode = None
+            left = fake.polls
+
+            def poll(self):
+                self.left -= 1
+                if self.left > 0:
+                    return None
+                if self.returncode is None:
+                    fake.running -= 1
+                    if out.name not in fake.unfinished:
+                        (out / "history.json").write_text(json.dumps([{}] * fake.cfg.epochs))
+                    self.returncode = 0
+                return 0
+
+            def terminate(self):
+                pass
+
+            def wait(self):
+                return self.returncode
+        return Proc()
+
+
+def test_parallel_training_starts_runs_as_the_plan_grows(monkeypatch, tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1, 2), jobs=2)
+    fake = _FakeTraining(cfg)
+    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
+    monkeypatch.setattr(experiment.time, "sleep", lambda seconds: None)
+    first, second, third = (Run("none", None, s) for s in cfg.seeds)
+    # the third run only becomes possible once the first has finished
+    experiment.train_runs(lambda: [first, second] + ([third] if first.finished(cfg) else []),
+                          cfg, progress=False)
+    assert fake.started == [r.folder(cfg) for r in (first, second, third)]
+    assert fake.peak == 2 and all(r.finished(cfg) for r in (first, second, third))
+    # a run that exits without finishing its epochs is an error, not a run to start again
+    again = tiny_config(tmp_path, tmp_path / "again", methods=("none",), jobs=2)
+    stuck = _FakeTraining(again, unfinished={"seed-0"})
+    monkeypatch.setattr(experiment.subprocess, "Popen", stuck)
+    with pytest.raises(RuntimeError, match="without finishing"):
+        experiment.train_runs([Run("none", None, 0)], again, progress=False)
+    assert len(stuck.started) == 1
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"methods": ("tfckd", "nonsense")}, "unknown method"),
     ({"methods": ("tfckd",)}, "needs method 'none'"),

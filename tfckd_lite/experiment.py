@@ -20,7 +20,9 @@ Notebook: 05_distillation.ipynb
    paper do. This also spares the 6 most expensive tuning runs (about a fifth of the CPU time).
 2. **The remaining seeds** with the chosen λ (the tuning run of ``seeds[0]`` is reused, so
    every method has the same number of seeds and the same budget). ``none`` (the student
-   alone) is trained for every seed too.
+   alone) is trained for every seed too. A method's seeds may start as soon as its λ is
+   settled, while others still tune (:func:`planned_runs`): with ``jobs`` runs side by side, no
+   slot then waits idle for the slowest run of a stage.
 3. **Test-split scores** of each run's best epoch (chosen, as everywhere, on validation
    PESQ-WB), and of the teacher; the noisy input's scores come with them.
 4. **The report**: ``results.json`` (everything, per run and aggregated), ``results.md`` (the
@@ -193,7 +195,7 @@ def tuned_grid(method: str, cfg: ExperimentConfig) -> list[float]:
         if not all(run.finished(cfg) for run in runs):
             break
         scores = {w: validation_score(Run(method, w, cfg.seeds[0]), cfg) for w in grid}
-        best = max(grid, key=lambda w: scores[w])          # grid is sorted: ties keep the smaller
+        best = _best_kd_weight(scores)
         if best == grid[0]:
             grid.insert(0, grid[0] / GRID_STEP)
         elif best == grid[-1]:
@@ -217,42 +219,101 @@ def final_runs(cfg: ExperimentConfig, chosen: dict[str, float | None]) -> list[R
     return [Run(m, chosen[m], s) for m in cfg.methods for s in cfg.seeds]
 
 
-def train_runs(runs: list[Run], cfg: ExperimentConfig, progress: bool = True) -> None:
+def tuning_scores(method: str, cfg: ExperimentConfig) -> dict[float, float] | None:
+    """Validation PESQ-WB per λ tried for ``method`` (seed ``seeds[0]``) once its tuning is
+    over, i.e. every λ of :func:`tuned_grid` has finished (then the grid will not grow again);
+    ``None`` before."""
+    grid = tuned_grid(method, cfg)
+    if not all(Run(method, w, cfg.seeds[0]).finished(cfg) for w in grid):
+        return None
+    return {w: validation_score(Run(method, w, cfg.seeds[0]), cfg) for w in grid}
+
+
+def _best_kd_weight(scores: dict[float, float]) -> float:
+    return max(sorted(scores), key=lambda w: scores[w])    # max keeps the first of ties
+
+
+def settled_kd_weight(method: str, cfg: ExperimentConfig) -> float | None:
+    """The λ that ``method`` will train its other seeds with, once the tuning that picks it (its
+    own, or that of the method it ablates) is over; ``None`` until then (and for 'none')."""
+    source = lambda_source(method, cfg)
+    scores = None if source == "none" else tuning_scores(source, cfg)
+    return None if scores is None else _best_kd_weight(scores)
+
+
+def planned_runs(cfg: ExperimentConfig) -> list[Run]:
+    """Every run that can be decided now, tuning first: the tuning runs as the grids stand
+    (:func:`tuning_runs`), then the remaining seeds of each method whose λ is settled
+    (:func:`settled_kd_weight`), so those start while other methods are still tuning."""
+    runs = tuning_runs(cfg)
+    for method in cfg.methods:
+        if method == "none":
+            continue
+        lam = settled_kd_weight(method, cfg)
+        if lam is not None:
+            runs += [r for r in (Run(method, lam, s) for s in cfg.seeds) if r not in runs]
+    return runs
+
+
+def train_runs(runs, cfg: ExperimentConfig, progress: bool = True) -> None:
     """Train the unfinished ``runs`` (``cfg.jobs`` at a time); a failing run raises.
 
-    In this process when ``jobs == 1`` (through the same CLI function), else as
-    ``python -m tfckd_lite train`` subprocesses with ``OMP_NUM_THREADS = cores // jobs``
-    whose output goes to ``train.log`` in each run folder.
+    ``runs``: a list, or a function returning one (e.g. ``lambda: planned_runs(cfg)``), asked
+    again whenever a run finishes, so that runs a finished one makes possible (a λ-grid step,
+    the seeds of a method whose λ is settled) start at once instead of a slot waiting idle for
+    the slowest run of a stage. In this process when ``jobs == 1`` (through the same CLI
+    function), else as ``python -m tfckd_lite train`` subprocesses with ``OMP_NUM_THREADS =
+    cores // jobs`` whose output goes to ``train.log`` in each run folder.
     """
     from .cli import build_parser
     from tqdm.auto import tqdm
 
-    todo = [r for r in runs if not r.finished(cfg)]
-    bar = tqdm(total=len(todo), desc="training runs", disable=not progress or not todo)
+    plan = runs if callable(runs) else (lambda: runs)
+    started: list[Run] = []       # by this call; each run is started at most once
+    ended: list[Run] = []
+
+    def next_run() -> Run | None:
+        for run in plan():
+            if run in ended and not run.finished(cfg):
+                raise RuntimeError(f"training run {run} ended without finishing its "
+                                   f"{cfg.epochs} epochs; see {run.folder(cfg)}")
+            if run not in started and not run.finished(cfg):
+                return run
+        return None
+
+    def todo() -> int:
+        return sum(1 for run in plan() if not run.finished(cfg) and run not in started)
+
+    bar = tqdm(total=todo(), desc="training runs", disable=not progress)
     if cfg.jobs == 1:
         parser = build_parser()
-        for run in todo:
+        while (run := next_run()) is not None:
+            started.append(run)
             bar.set_postfix_str(f"{run.method} λ={run.kd_weight} seed {run.seed}")
             args = parser.parse_args(run.argv(cfg))
             args.command_line = "python -m tfckd_lite " + shlex.join(run.argv(cfg))
             args.progress = False
             args.func(args)
+            ended.append(run)
             bar.update(1)
+            bar.total = bar.n + todo()
         bar.close()
         return
     threads = str(max(1, (os.cpu_count() or 1) // cfg.jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    pending, active = list(todo), []
+    active = []
     try:
-        while pending or active:
-            while pending and len(active) < cfg.jobs:
-                run = pending.pop(0)
+        while True:
+            while len(active) < cfg.jobs and (run := next_run()) is not None:
+                started.append(run)
                 folder = run.folder(cfg)
                 folder.mkdir(parents=True, exist_ok=True)
                 log = open(folder / "train.log", "ab")
                 proc = subprocess.Popen([sys.executable, "-m", "tfckd_lite", *run.argv(cfg)],
                                         stdout=log, stderr=subprocess.STDOUT, env=env)
                 active.append((run, proc, log))
+            if not active:
+                break
             time.sleep(1.0)
             for item in list(active):
                 run, proc, log = item
@@ -260,10 +321,12 @@ def train_runs(runs: list[Run], cfg: ExperimentConfig, progress: bool = True) ->
                     continue
                 log.close()
                 active.remove(item)
+                ended.append(run)
                 if proc.returncode != 0:
                     raise RuntimeError(f"training run {run} failed (exit {proc.returncode}); "
                                        f"see {run.folder(cfg) / 'train.log'}")
                 bar.update(1)
+                bar.total = bar.n + len(active) + todo()
     finally:
         for _, proc, log in active:
             proc.terminate()
@@ -293,11 +356,11 @@ def choose_kd_weights(cfg: ExperimentConfig) -> dict[str, dict]:
     for method in cfg.methods:
         if method == "none" or lambda_source(method, cfg) != method:
             continue
-        scores = {w: validation_score(Run(method, w, cfg.seeds[0]), cfg)
-                  for w in tuned_grid(method, cfg)}
-        best = max(sorted(scores), key=lambda w: scores[w])   # max keeps the first of ties
-        chosen[method] = {"kd_weight": best, "valid_pesq_wb": {f"{w:g}": s
-                                                               for w, s in scores.items()},
+        scores = tuning_scores(method, cfg)
+        if scores is None:
+            raise RuntimeError(f"the λ tuning of {method} has not finished in {cfg.out}")
+        chosen[method] = {"kd_weight": _best_kd_weight(scores),
+                          "valid_pesq_wb": {f"{w:g}": v for w, v in scores.items()},
                           "tuned_with": method}
     for method in cfg.methods:
         source = lambda_source(method, cfg)
@@ -644,11 +707,8 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True) -> dict:
     The folder's teacher and budget are checked first (:func:`check_experiment_folder`).
     """
     check_experiment_folder(cfg)
-    while True:              # each finished round of tuning may extend a λ grid (tuned_grid)
-        runs = tuning_runs(cfg)
-        if all(run.finished(cfg) for run in runs):
-            break
-        train_runs(runs, cfg, progress)
+    # the plan grows as runs finish (λ-grid steps, then each method's other seeds)
+    train_runs(lambda: planned_runs(cfg), cfg, progress)
     chosen = choose_kd_weights(cfg)
     train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg, progress)
     results = collect_results(cfg, chosen, progress)
