@@ -418,3 +418,75 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
         cfg.epochs * (3 * slowest + mean_epoch_seconds("tfckd")))
     assert "counted at the slowest measured method's epoch time: output" in \
         experiment.format_status(report, cfg.epochs)
+
+
+def _clip_records(scores: dict[str, list[float]]) -> list[dict]:
+    """Per-clip test records (as ``metrics.evaluate`` writes them) from per-metric lists."""
+    count = len(next(iter(scores.values())))
+    return [{"name": f"clip{i}", **{k: v[i] for k, v in scores.items()}} for i in range(count)]
+
+
+def test_paired_comparison_averages_seeds_and_pairs_clips():
+    rng = torch.Generator().manual_seed(0)
+    hardness = torch.randn(200, generator=rng).tolist()    # large between-clip spread
+    base = {"pesq_wb": [2 + h for h in hardness], "si_sdr": [10 + 5 * h for h in hardness]}
+
+    def shifted(pesq, sdr):
+        return _clip_records({"pesq_wb": [v + pesq for v in base["pesq_wb"]],
+                              "si_sdr": [v + sdr for v in base["si_sdr"]]})
+
+    # the reference's two seeds differ by ± 0.1 and average to +0.05 / +1.0 over 'none'
+    records = {"tfckd": [shifted(0.15, 1.5), shifted(-0.05, 0.5)], "none": [shifted(0, 0)] * 3,
+               "output": [shifted(0.05, 1.0)] * 3}
+    result = experiment.paired_comparison(records, "tfckd")
+    assert result["reference"] == "tfckd" and set(result["methods"]) == {"none", "output"}
+    none = result["methods"]["none"]
+    # the clips' spread cancels in the pairs: the difference is exact, the interval has no width
+    assert none["pesq_wb"]["mean"] == pytest.approx(0.05)
+    assert none["pesq_wb"]["low"] == pytest.approx(0.05) == none["pesq_wb"]["high"]
+    assert none["si_sdr"]["mean"] == pytest.approx(1.0) and none["si_sdr"]["better"] == 1.0
+    tie = result["methods"]["output"]["si_sdr"]
+    assert tie["mean"] == pytest.approx(0.0, abs=1e-9)
+    # noisy differences: an interval around the mean; a clip unscorable for one side is dropped
+    noisy = [dict(r) for r in shifted(0, 0)]
+    for r, e in zip(noisy, torch.randn(200, generator=rng).tolist()):
+        r["pesq_wb"] += 0.2 * e
+    noisy[3]["pesq_wb"] = float("nan")
+    entry = experiment.paired_comparison({"tfckd": [noisy], "none": [shifted(0, 0)]},
+                                         "tfckd")["methods"]["none"]["pesq_wb"]
+    assert entry["n"] == 199 and entry["dropped"] == 1
+    assert entry["low"] < entry["mean"] < entry["high"] and entry["high"] - entry["low"] < 0.08
+    # clips must match, between seeds and between methods
+    with pytest.raises(ValueError, match="different clips"):
+        experiment.paired_comparison({"tfckd": [shifted(0, 0)], "none": [shifted(0, 0)[::-1]]},
+                                     "tfckd")
+    with pytest.raises(ValueError, match="seeds of 'none'"):
+        experiment.paired_comparison(
+            {"tfckd": [shifted(0, 0)], "none": [shifted(0, 0), shifted(0, 0)[1:]]}, "tfckd")
+    with pytest.raises(KeyError, match="reference"):
+        experiment.paired_comparison({"none": [shifted(0, 0)]}, "tfckd")
+
+
+def test_results_compare_tfckd_clip_by_clip(finished):
+    import matplotlib.pyplot as plt
+
+    cfg, results = finished
+    paired = results["paired"]
+    assert paired["reference"] == "tfckd" and list(paired["methods"]) == ["none"]
+    # recomputed from the runs' cached per-clip test scores
+    records = {m: [json.loads((Path(r["folder"]) / "test.json").read_text())["records"]
+                   for r in results["runs"] if r["method"] == m] for m in ("tfckd", "none")}
+    assert paired == json.loads(json.dumps(experiment.paired_comparison(records, "tfckd")))
+    entry = paired["methods"]["none"]["si_sdr"]
+    expected = sum(sum(r["si_sdr"] for r in seed) for seed in records["tfckd"]) / \
+        (len(records["tfckd"]) * cfg.test_clips) - \
+        sum(sum(r["si_sdr"] for r in seed) for seed in records["none"]) / \
+        (len(records["none"]) * cfg.test_clips)
+    assert entry["mean"] == pytest.approx(expected) and entry["n"] == cfg.test_clips
+    table = experiment.results_markdown(results)
+    row = [line for line in table.splitlines() if line.startswith("| `none` | +")
+           or line.startswith("| `none` | -")]
+    assert len(row) == 1 and f"{entry['mean']:+.3f}" in row[0]
+    fig, axes = experiment.plot_paired(paired)
+    assert len(axes) == 2 and [t.get_text() for t in axes[0].get_yticklabels()] == ["none"]
+    plt.close(fig)

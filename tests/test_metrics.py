@@ -204,3 +204,25 @@ def test_summary_by_groups_the_clips_by_what_the_corpus_logs(test_set):
     assert [b.get_label() for b in bars] == ["noisy input", "a"]
     with pytest.raises(ValueError, match="not in this dataset"):
         metrics.summary_by(report, test_set.subset(2), "noise")
+
+
+def test_bootstrap_interval_of_a_mean():
+    rng = np.random.default_rng(1)
+    values = 0.3 + rng.normal(0.0, 1.0, size=400)
+    result = metrics.bootstrap_mean_interval(values)
+    assert result["mean"] == pytest.approx(values.mean()) and result["n"] == 400
+    assert result["low"] < result["mean"] < result["high"]
+    # about ± 1.96 standard errors for a mean of 400 draws of unit spread
+    half_width = (result["high"] - result["low"]) / 2
+    assert half_width == pytest.approx(1.96 * values.std(ddof=1) / 20, rel=0.1)
+    assert metrics.bootstrap_mean_interval(values) == result            # seeded: reproducible
+    narrower = metrics.bootstrap_mean_interval(values, confidence=0.5)
+    assert result["low"] < narrower["low"] < narrower["high"] < result["high"]
+    # constant differences: no doubt at all; unscorable (NaN) clips are left out and counted
+    flat = metrics.bootstrap_mean_interval([0.1, 0.1, float("nan"), 0.1])
+    assert flat == {"mean": pytest.approx(0.1), "low": pytest.approx(0.1),
+                    "high": pytest.approx(0.1), "n": 3, "dropped": 1}
+    with pytest.raises(ValueError, match="no finite value"):
+        metrics.bootstrap_mean_interval([float("nan")])
+    with pytest.raises(ValueError, match="confidence"):
+        metrics.bootstrap_mean_interval(values, confidence=95)

@@ -30,7 +30,10 @@ Notebook: 05_distillation.ipynb
    std over seeds of PESQ-WB, STOI, ESTOI and SI-SDR; the student's parameters and GFLOP per
    second of audio, the extra parameters trained only during distillation, the training wall
    time (including the per-epoch validation), and the share of the teacher–student gap each
-   method closes, ``(method − none) / (teacher − none)`` on the means.
+   method closes, ``(method − none) / (teacher − none)`` on the means. Then ``tfckd`` against
+   every other method clip by clip (:func:`paired_comparison`): the mean per-clip difference
+   of PESQ-WB and SI-SDR with a bootstrap interval over the test clips, so that a difference
+   of a few hundredths can be told from the luck of the clips.
 
 Every run is an ordinary ``python -m tfckd_lite train`` run in its own folder
 (``runs/<method>/lam-<λ>/seed-<s>``), so each can be re-run alone, and the experiment resumes:
@@ -66,6 +69,9 @@ from .audio import atomic_write_bytes
 
 METRICS = (("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("estoi", "ESTOI", 3),
            ("si_sdr", "SI-SDR (dB)", 2))
+#: the method compared clip by clip with every other one, and on which metrics
+PAIRED_REFERENCE = "tfckd"
+PAIRED_METRICS = ("pesq_wb", "si_sdr")
 RESULTS_DIR = Path(__file__).resolve().parent / "pretrained" / "results"
 SHIPPED_NAME = "distillation"
 
@@ -371,7 +377,8 @@ def choose_kd_weights(cfg: ExperimentConfig) -> dict[str, dict]:
 
 
 def _test_scores(model_file: Path, cache: Path, cfg: ExperimentConfig, progress: bool) -> dict:
-    """Test-split summary of a model file, cached next to it (keyed by the file's hash)."""
+    """Test-split scores of a model file, ``{"summary", "records"}`` of :func:`evaluate`,
+    cached next to it (keyed by the file's hash)."""
     import hashlib
 
     from .checkpoint import load_model
@@ -383,14 +390,14 @@ def _test_scores(model_file: Path, cache: Path, cfg: ExperimentConfig, progress:
     if cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
-            return stored["summary"]
+            return {"summary": stored["summary"], "records": stored["records"]}
     model = load_model(model_file)
     report = evaluate(model.enhance, open_corpus(cfg.data, "test"), max_clips=cfg.test_clips,
                       progress=progress)
     atomic_write_bytes(cache, (json.dumps({"key": key, "summary": report["summary"],
                                            "records": report["records"]}, indent=1) + "\n"
                                ).encode())
-    return report["summary"]
+    return {"summary": report["summary"], "records": report["records"]}
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -421,19 +428,79 @@ def _complexity(cfg: ExperimentConfig) -> dict:
             "extra_params": extra}
 
 
+def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
+                      metrics: tuple[str, ...] = PAIRED_METRICS, confidence: float = 0.95,
+                      resamples: int = 10_000) -> dict:
+    """How ``reference`` compares with every other method clip by clip on the test split.
+
+    Notebook: 05_distillation.ipynb
+
+    ``records`` maps each method to the per-clip test records (:func:`metrics.evaluate`) of
+    each of its seeds. Per clip, each method's score is averaged over its seeds; the
+    difference ``reference − method`` is then summarised over clips by its mean, a bootstrap
+    interval (:func:`metrics.bootstrap_mean_interval`) and the share of clips on which the
+    reference scores higher. Why paired: every method enhances the same clips, and most of the
+    spread of a test mean comes from the clips (how hard each is), which a per-clip difference
+    cancels; the table's ± over seeds cannot show whether a small difference holds up. The
+    interval covers the draw of test clips only; the seed-to-seed spread stays in the ± column.
+    A clip unscorable for either side (NaN) is left out.
+
+    Returns ``{"reference", "confidence", "resamples", "methods": {method: {metric: {"mean",
+    "low", "high", "better", "n", "dropped"}}}}``.
+    """
+    from .metrics import bootstrap_mean_interval
+
+    if reference not in records:
+        raise KeyError(f"no records for the reference method {reference!r}")
+
+    def per_clip(method: str, metric: str) -> tuple[list[str], np.ndarray]:
+        seeds = records[method]
+        if not seeds or not seeds[0]:
+            raise ValueError(f"no test records for {method!r}")
+        names = [r["name"] for r in seeds[0]]
+        for other in seeds[1:]:
+            if [r["name"] for r in other] != names:
+                raise ValueError(f"the seeds of {method!r} were scored on different clips")
+        return names, np.array([[r[metric] for r in seed] for seed in seeds]).mean(axis=0)
+
+    compared = {}
+    for method in records:
+        if method == reference:
+            continue
+        compared[method] = {}
+        for metric in metrics:
+            names, mine = per_clip(method, metric)
+            ref_names, ref = per_clip(reference, metric)
+            if names != ref_names:
+                raise ValueError(f"{reference!r} and {method!r} were scored on different clips")
+            diff = ref - mine
+            entry = bootstrap_mean_interval(diff, confidence, resamples)
+            entry["better"] = float(np.mean(diff[np.isfinite(diff)] > 0))
+            compared[method][metric] = entry
+    return {"reference": reference, "confidence": confidence, "resamples": resamples,
+            "methods": compared}
+
+
 def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
-    """Score every final run and the teacher on the test split and aggregate (``results.json``)."""
+    """Score every final run and the teacher on the test split and aggregate (``results.json``).
+
+    With ``tfckd`` among the methods, the results also compare it clip by clip with every
+    other method (``"paired"``, :func:`paired_comparison`)."""
     runs = final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()})
     per_run = []
+    clip_records: dict[str, list[list[dict]]] = {}
     for run in runs:
         folder = run.folder(cfg)
-        summary = _test_scores(folder / "best.safetensors", folder / "test.json", cfg, progress)
+        scored = _test_scores(folder / "best.safetensors", folder / "test.json", cfg, progress)
+        summary = scored["summary"]
+        clip_records.setdefault(run.method, []).append(scored["records"])
         history = json.loads((folder / "history.json").read_text())
         per_run.append({"method": run.method, "kd_weight": run.kd_weight, "seed": run.seed,
                         "folder": str(folder), "valid_pesq_wb": validation_score(run, cfg),
                         "train_seconds": sum(h["seconds"] for h in history[:cfg.epochs]),
                         "test": {k: summary[k] for k in summary if isinstance(summary[k], float)}})
-    teacher = _test_scores(_teacher_file(cfg), Path(cfg.out, "teacher.test.json"), cfg, progress)
+    teacher = _test_scores(_teacher_file(cfg), Path(cfg.out, "teacher.test.json"), cfg,
+                           progress)["summary"]
     first = per_run[0]["test"]
     rows = {"noisy": {k: {"mean": first[f"input_{k}"], "std": 0.0, "n": 1} for k, _, _ in METRICS},
             "teacher": {k: {"mean": teacher[k], "std": 0.0, "n": 1} for k, _, _ in METRICS}}
@@ -455,9 +522,12 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
             gap = rows["teacher"][key]["mean"] - base[key]["mean"]
             gained = entry["scores"][key]["mean"] - base[key]["mean"]
             entry["gap_closed"][key] = gained / gap if gap > 0 else float("nan")
+    paired = (paired_comparison(clip_records, PAIRED_REFERENCE)
+              if PAIRED_REFERENCE in clip_records and len(clip_records) > 1 else None)
     return {"config": asdict(cfg), "command": reproduce_command(cfg), "rows": rows,
-            "methods": methods, "runs": per_run, "complexity": _complexity(cfg),
-            "teacher_test": teacher, "library_version": __version__}
+            "methods": methods, "paired": paired, "runs": per_run,
+            "complexity": _complexity(cfg), "teacher_test": teacher,
+            "library_version": __version__}
 
 
 def reproduce_command(cfg: ExperimentConfig) -> str:
@@ -520,6 +590,37 @@ def results_markdown(results: dict) -> str:
     lines += ["", "Train time: wall-clock minutes per run (validation included, mean over seeds)"
               f"{side_by_side} on the machine that ran them, so it also carries that machine's "
               "load; the controlled cost of one step per method is `bench/bench_distill.py`'s."]
+    if results.get("paired"):
+        lines += ["", paired_markdown(results["paired"])]
+    return "\n".join(lines)
+
+
+def paired_markdown(paired: dict) -> str:
+    """The clip-by-clip comparison of :func:`paired_comparison` as a Markdown table.
+
+    Notebook: 05_distillation.ipynb
+    """
+    ref, share = paired["reference"], f"{100 * paired['confidence']:g} %"
+    metrics = list(next(iter(paired["methods"].values())))
+    labels = dict((key, label) for key, label, _ in METRICS)
+    digits = dict((key, d) for key, _, d in METRICS)
+    head = [f"`{ref}` − method"]
+    for key in metrics:
+        head += [f"Δ {labels[key]}", f"{share} interval", f"clips where `{ref}` is higher"]
+    lines = [f"`{ref}` against each method, clip by clip on the test split: per clip each "
+             f"method's score is averaged over its seeds, and the mean difference is shown with "
+             f"its {share} bootstrap interval over clips ({paired['resamples']:,} resamples). "
+             "The interval says how much another draw of test clips could move that mean; the "
+             "spread between seeds is the ± above. An interval that excludes 0 is a difference "
+             "these clips support.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, entry in paired["methods"].items():
+        cells = []
+        for key in metrics:
+            e, d = entry[key], digits[key] + 1
+            cells += [f"{e['mean']:+.{d}f}", f"[{e['low']:+.{d}f}, {e['high']:+.{d}f}]",
+                      f"{100 * e['better']:.0f} % of {e['n']}"]
+        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -552,6 +653,43 @@ def plot_results(results: dict, axes=None):
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
         ax.set_title(label)
     axes[0].legend(fontsize=8, loc="lower right")
+    return fig, axes
+
+
+def plot_paired(paired: dict, axes=None):
+    """The clip-by-clip comparison of :func:`paired_comparison`: one panel per metric, the mean
+    difference ``reference − method`` per method with its bootstrap interval, and a line at 0.
+
+    Notebook: 05_distillation.ipynb
+
+    ``axes``: one axis per metric, or ``None`` for a new figure. Returns ``(fig, axes)``.
+    """
+    import matplotlib.pyplot as plt
+
+    methods = list(paired["methods"])
+    metrics = list(paired["methods"][methods[0]])
+    if axes is None:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics),
+                                                           0.45 * len(methods) + 1.4),
+                                 layout="constrained", squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    labels = dict((key, label) for key, label, _ in METRICS)
+    y = np.arange(len(methods))[::-1]
+    for ax, key in zip(axes, metrics):
+        entries = [paired["methods"][m][key] for m in methods]
+        means = np.array([e["mean"] for e in entries])
+        errors = np.array([[e["mean"] - e["low"] for e in entries],
+                           [e["high"] - e["mean"] for e in entries]])
+        colours = ["C2" if e["low"] > 0 else ("C3" if e["high"] < 0 else "0.5") for e in entries]
+        for yi, mean, low, high, colour in zip(y, means, errors[0], errors[1], colours):
+            ax.errorbar(mean, yi, xerr=[[low], [high]], fmt="o", color=colour, capsize=3)
+        ax.axvline(0.0, color="k", lw=1)
+        ax.set_yticks(y, methods, fontsize=8)
+        ax.set_xlabel(f"Δ {labels[key]}, {paired['reference']} − method")
+    axes[0].set_title(f"{paired['reference']} against each method "
+                      f"({100 * paired['confidence']:g} % intervals over test clips)",
+                      fontsize=9, loc="left")
     return fig, axes
 
 
