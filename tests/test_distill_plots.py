@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from tfckd_lite.distill import time_relation
-from tfckd_lite.distill.plots import (calibration_course, matched_weight,
+from tfckd_lite.distill.plots import (calibration_course, layer_labels, matched_weight,
                                       plot_calibration_course, plot_calibration_heatmap,
+                                      plot_calibration_heatmaps, plot_frame_weights,
                                       plot_relation, plot_weight_curves)
+from tfckd_lite.models import build_model
 from tfckd_lite.stft import HOP_LENGTH, SAMPLE_RATE
 
 
@@ -107,7 +109,63 @@ def test_calibration_course_reads_a_history_and_plots_it():
     assert ax.get_xlabel() == "epoch"
     np.testing.assert_allclose(lines[0].get_ydata(), [1 / 3, 0.5, 0.7])
     assert lines[0].get_linestyle() == "-" and lines[1].get_linestyle() == "--"
+    # network order and whole-number ticks, whatever order a stored history kept
+    shuffled = {k: {"inter": v["inter"], "encoder": {"freq": v["encoder"]["freq"],
+                                                     "time": v["encoder"]["time"]}}
+                for k, v in course.items()}
+    _, ax, lines = plot_calibration_course(shuffled, xlabel="epoch")
+    assert [line.get_label() for line in lines] == \
+        ["encoder time", "encoder freq", "inter time", "inter freq"]
+    assert all(float(t).is_integer() for t in ax.get_xticks())
     with pytest.raises(ValueError, match="no calibration weights"):
         calibration_course([{"epoch": 1, "train": {}}])
     with pytest.raises(ValueError, match="no calibration snapshots"):
         plot_calibration_course({})
+
+
+def test_layer_labels_name_every_stage_of_a_dpdcrn_pair():
+    labels = layer_labels(build_model("lite-student"), build_model("lite-teacher").config)
+    assert labels["dual_path"] == (["M1"], ["M1", "M2"])
+    assert labels["encoder"] == (["E1", "E2", "E3"],) * 2 and labels["decoder"][1] == ["D1", "D2", "D3"]
+    assert labels["inter"][0] == ["O_E", "O_M", "O_D"]
+
+
+def _weights(batch, frames, n_s, n_t, seed=0):
+    w = torch.rand(batch, frames, n_s, n_t, generator=torch.Generator().manual_seed(seed))
+    return w / w.sum(-1, keepdim=True)
+
+
+def test_heatmaps_of_every_stage_and_stream():
+    weights = {"inter": {"time": _weights(2, 5, 3, 3), "freq": _weights(2, 5, 3, 3, 1)},
+               "encoder": {"time": _weights(2, 5, 3, 3, 2), "freq": _weights(2, 5, 3, 3, 3)},
+               "dual_path": {"time": _weights(2, 5, 1, 2, 4)}}      # e.g. a time-only stage
+    labels = {"dual_path": (["M1"], ["M1", "M2"])}
+    fig, axes = plot_calibration_heatmaps(weights, labels, suptitle="trained")
+    assert axes.shape == (2, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["encoder: α^T", "dual_path: α^T", "inter: α^T"]
+    assert not axes[1, 1].axison                         # no "frequency" stream for that stage
+    assert [t.get_text() for t in axes[0, 1].get_xticklabels()] == ["M1", "M2"]
+    image = axes[1, 0].images[0].get_array()           # the encoder's α^F, averaged
+    np.testing.assert_allclose(image, weights["encoder"]["freq"].mean(dim=(0, 1)).numpy(),
+                               rtol=1e-6)
+    assert fig._suptitle.get_text() == "trained"
+    with pytest.raises(ValueError, match="uniform calibration"):
+        plot_calibration_heatmaps({})
+
+
+def test_frame_weights_under_the_spectrogram():
+    frames = 20
+    spec = torch.randn(2, frames, 257)
+    stage = {"time": _weights(frames, 1, 3, 3)[:, 0], "freq": _weights(frames, 1, 3, 3, 1)[:, 0]}
+    fig, axes, curves = plot_frame_weights(spec, stage, 2, teacher_labels=["E1", "E2", "E3"],
+                                           student_label="E3", title="utterance 0")
+    assert len(axes) == 3 and axes[0].get_title() == "utterance 0"
+    np.testing.assert_allclose(curves["freq"], stage["freq"][:, 2].numpy())
+    assert axes[1].get_title() == "α^T: student E3 → teacher layers"
+    assert [line.get_label() for line in axes[2].get_lines()] == \
+        ["teacher E1", "teacher E2", "teacher E3"]
+    assert axes[1].get_xlim() == axes[0].get_xlim()                  # one time axis
+    with pytest.raises(ValueError, match=r"\[T=20, n_s, n_t\]"):
+        plot_frame_weights(spec, {"time": stage["time"][:10]}, 0)
+    with pytest.raises(ValueError, match="no known stream"):
+        plot_frame_weights(spec, {"other": stage["time"]}, 0)

@@ -36,12 +36,13 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "they gain (per noise type and SNR)", "20 s"),
     NotebookEntry("04_calibration_weights.ipynb", "Calibration weights",
                   "time and \"frequency\" relations of real features, the calibration block step "
-                  "by step, weights per set and per frame during a short live distillation",
-                  "41 s"),
+                  "by step, weights per set and per frame during a short live distillation, "
+                  "and those of the distiller the full experiment trained (once shipped), epoch "
+                  "by epoch", "41 s"),
     NotebookEntry("05_distillation.ipynb", "Distillation end to end",
                   "residual fusion step by step, the inter-set stage and the total KD loss, every "
                   "method behind one interface, a short live distillation, the reproduce "
-                  "experiment and its results table", "48 s"),
+                  "experiment, its results table and the clip-by-clip comparison", "48 s"),
     NotebookEntry("06_compare_spectrograms.ipynb", "Comparing enhancers",
                   "noisy, clean, teacher, student and distilled students side by side on one "
                   "colour scale, difference to clean, per-clip metrics and audio, per-frame "

@@ -15,6 +15,10 @@ Same convention as :mod:`tfckd_lite.plots`: every ``plot_*`` function takes an o
 * :func:`plot_calibration_course`: how the mean weights moved during training, as the weight on
   the matched teacher layer (:func:`matched_weight`) per set and stream against the step or
   epoch; :func:`calibration_course` reads those snapshots from a training history.
+
+Two figure-level helpers compose these for a whole distiller (they return ``(fig, axes)``):
+:func:`plot_calibration_heatmaps` (every stage and stream, labelled by :func:`layer_labels`) and
+:func:`plot_frame_weights` (one student layer's per-frame weights under the spectrogram).
 """
 
 from __future__ import annotations
@@ -25,10 +29,20 @@ import numpy as np
 
 from ..plots import _as_numpy, _axes
 from ..stft import HOP_LENGTH, SAMPLE_RATE
+from .fusion import SET_NAMES
 from .methods import pair_layers
 
 #: Line style of each stream in :func:`plot_calibration_course`.
 STREAM_STYLES = {"time": "-", "freq": "--"}
+
+#: The calibration stages in network order (the three sets, then the inter-set stage).
+STAGE_ORDER = SET_NAMES + ("inter",)
+
+
+def _in_order(keys, order) -> list:
+    """``keys`` with those listed in ``order`` first, in that order, then the rest as given."""
+    keys = list(keys)
+    return [k for k in order if k in keys] + [k for k in keys if k not in order]
 
 
 def _labels(labels: Sequence[str] | None, count: int, prefix: str, what: str) -> list[str]:
@@ -205,14 +219,19 @@ def plot_calibration_course(snapshots: dict, ax=None, xlabel: str = "step",
     keys = sorted(snapshots)
     fig, ax = _axes(ax, figsize=(6, 3))
     lines = []
-    for colour, stage in enumerate(snapshots[keys[0]]):
+    # network order (a stored history may have sorted its keys), time before "frequency"
+    for colour, stage in enumerate(_in_order(snapshots[keys[0]], STAGE_ORDER)):
         first = snapshots[keys[0]][stage]
-        for stream in first:
+        for stream in _in_order(first, STREAM_STYLES):
             values = [matched_weight(snapshots[k][stage][stream]) for k in keys]
             lines += ax.plot(keys, values, STREAM_STYLES.get(stream, ":"), marker="o", ms=3,
                              color=f"C{colour}", label=f"{stage} {stream}")
         n_t = _as_numpy(next(iter(first.values()))).shape[-1]
         ax.axhline(1 / n_t, color=f"C{colour}", lw=0.6, ls=":")
+    if all(isinstance(k, (int, np.integer)) for k in keys):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # steps and epochs are whole
     ax.set_xlabel(xlabel)
     ax.set_ylabel("weight on matched teacher layer")
     ax.set_ylim(0, 1)
@@ -220,3 +239,106 @@ def plot_calibration_course(snapshots: dict, ax=None, xlabel: str = "step",
     if title:
         ax.set_title(title)
     return fig, ax, lines
+
+
+def layer_labels(student, teacher) -> dict[str, tuple[list[str], list[str]]]:
+    """``{stage: (student labels, teacher labels)}`` of the calibration stages of a DPDCRN pair.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``student``/``teacher``: DPDCRN models (or their ``config``). The sets are E1-E3, M1-MN and
+    D1-D3 in network order; the inter-set stage compares the fused maps O_E, O_M, O_D.
+    """
+    def dual_path(model) -> list[str]:
+        config = getattr(model, "config", model)
+        return [f"M{i + 1}" for i in range(config.dual_path_layers)]
+
+    encoder, decoder, fused = ["E1", "E2", "E3"], ["D1", "D2", "D3"], ["O_E", "O_M", "O_D"]
+    return {"encoder": (encoder, encoder), "dual_path": (dual_path(student), dual_path(teacher)),
+            "decoder": (decoder, decoder), "inter": (fused, fused)}
+
+
+#: Heatmap titles per stream: the weight symbols of the method notes.
+STREAM_SYMBOLS = {"time": "α^T", "freq": "α^F"}
+
+
+def plot_calibration_heatmaps(weights: dict, labels: dict | None = None, fig=None,
+                              suptitle: str | None = None):
+    """Every calibration-weight matrix of a distiller: one column per stage, one row per stream.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``weights``: ``{stage: {stream: [B, T, n_s, n_t] or [n_s, n_t]}}``, as returned by
+    ``TFCKDDistiller.calibration_weights`` (averaged over utterances and frames) or stored by
+    ``calibration_summary``. ``labels``: :func:`layer_labels` of the pair (default ``S1..``/
+    ``T1..``). Column widths follow each stage's number of teacher layers. Returns
+    ``(fig, axes)`` with ``axes[row, column]``.
+    """
+    import matplotlib.pyplot as plt
+
+    if not weights:
+        raise ValueError("no calibration weights to plot (uniform calibration learns none)")
+    stages = _in_order(weights, STAGE_ORDER)
+    streams = [s for s in STREAM_SYMBOLS if any(s in weights[st] for st in stages)]
+    widths = [_as_numpy(next(iter(weights[st].values()))).shape[-1] for st in stages]
+    if fig is None:
+        fig = plt.figure(figsize=(1.1 * sum(widths) + 1.5 * len(stages), 2.6 * len(streams)))
+    axes = fig.subplots(len(streams), len(stages), squeeze=False,
+                        gridspec_kw={"width_ratios": widths})
+    for col, stage in enumerate(stages):
+        student_labels, teacher_labels = (labels or {}).get(stage, (None, None))
+        for row, stream in enumerate(streams):
+            ax = axes[row, col]
+            if stream not in weights[stage]:
+                ax.set_axis_off()
+                continue
+            plot_calibration_heatmap(weights[stage][stream], ax=ax,
+                                     title=f"{stage}: {STREAM_SYMBOLS[stream]}",
+                                     student_labels=student_labels, teacher_labels=teacher_labels)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig, axes
+
+
+def plot_frame_weights(spectrogram, stage_weights: dict, student_layer: int,
+                       teacher_labels: Sequence[str] | None = None, student_label: str = "",
+                       title: str | None = None, fig=None):
+    """One utterance's per-frame weights under its spectrogram, one panel per stream.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``spectrogram``: the utterance's STFT ``[2, T, F]`` (e.g. ``noisy_spec[b]``);
+    ``stage_weights``: ``{stream: [T, n_s, n_t]}`` of the same utterance (e.g.
+    ``{k: w[b] for k, w in weights["encoder"].items()}``); ``student_layer``: the row ``i`` to
+    draw. The panels share the time axis in seconds. Returns ``(fig, axes, curves)`` with
+    ``curves[stream]`` the ``[T, n_t]`` array drawn.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..plots import plot_spectrogram
+
+    streams = [s for s in STREAM_SYMBOLS if s in stage_weights]
+    if not streams:
+        raise ValueError(f"no known stream among {list(stage_weights)}")
+    frames = _as_numpy(spectrogram).shape[-2]
+    if fig is None:
+        fig = plt.figure(figsize=(8, 2.2 + 2.1 * len(streams)))
+    axes = fig.subplots(1 + len(streams), 1, sharex=True,
+                        gridspec_kw={"height_ratios": [2] + [1] * len(streams)})
+    plot_spectrogram(spectrogram, ax=axes[0], title=title)
+    axes[0].set_xlabel("")
+    name = student_label or f"S{student_layer + 1}"
+    curves = {}
+    for ax, stream in zip(axes[1:], streams):
+        arr = _as_numpy(stage_weights[stream]).astype(float)
+        if arr.ndim != 3 or arr.shape[0] != frames:
+            raise ValueError(f"{stream} weights must be [T={frames}, n_s, n_t] for this "
+                             f"utterance, got shape {arr.shape}")
+        curves[stream] = arr[:, student_layer]
+        plot_weight_curves(curves[stream], ax=ax, labels=teacher_labels,
+                           title=f"{STREAM_SYMBOLS[stream]}: student {name} → teacher layers")
+        if ax is not axes[-1]:
+            ax.set_xlabel("")
+    fig.tight_layout()
+    return fig, axes, curves
