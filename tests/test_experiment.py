@@ -15,6 +15,7 @@ from tfckd_lite import experiment, pretrained
 from tfckd_lite.checkpoint import (CheckpointError, load_distiller_extras, load_model,
                                    save_distiller_extras, save_model)
 from tfckd_lite.cli import build_parser
+from tfckd_lite.data import open_corpus
 from tfckd_lite.distill import build_distiller
 from tfckd_lite.experiment import ExperimentConfig, Run
 from tfckd_lite.losses import compressed_spectral_loss
@@ -456,6 +457,20 @@ def test_paired_comparison_averages_seeds_and_pairs_clips():
                                          "tfckd")["methods"]["none"]["pesq_wb"]
     assert entry["n"] == 199 and entry["dropped"] == 1
     assert entry["low"] < entry["mean"] < entry["high"] and entry["high"] - entry["low"] < 0.08
+    # per group of clips (e.g. noise type): the reference gains +0.2 on the first 50 clips only
+    gained = [dict(r) for r in shifted(0, 0)]
+    for r in gained[:50]:
+        r["pesq_wb"] += 0.2
+    groups = {f"clip{i}": "babble" if i < 50 else "pink" for i in range(200)}
+    by = experiment.paired_comparison({"tfckd": [gained], "none": [shifted(0, 0)]}, "tfckd",
+                                      groups=groups)["methods"]["none"]["pesq_wb"]
+    assert by["mean"] == pytest.approx(0.05)
+    assert by["by"]["babble"]["mean"] == pytest.approx(0.2) and by["by"]["babble"]["n"] == 50
+    assert by["by"]["pink"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert by["by"]["pink"]["better"] == 0.0 and by["by"]["babble"]["better"] == 1.0
+    with pytest.raises(ValueError, match="no group"):
+        experiment.paired_comparison({"tfckd": [gained], "none": [shifted(0, 0)]}, "tfckd",
+                                     groups={"clip0": "babble"})
     # clips must match, between seeds and between methods
     with pytest.raises(ValueError, match="different clips"):
         experiment.paired_comparison({"tfckd": [shifted(0, 0)], "none": [shifted(0, 0)[::-1]]},
@@ -476,7 +491,13 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     # recomputed from the runs' cached per-clip test scores
     records = {m: [json.loads((Path(r["folder"]) / "test.json").read_text())["records"]
                    for r in results["runs"] if r["method"] == m] for m in ("tfckd", "none")}
-    assert paired == json.loads(json.dumps(experiment.paired_comparison(records, "tfckd")))
+    test = open_corpus(cfg.data, "test")
+    noise = {test.info(i)["name"]: test.info(i)["noise"] for i in range(len(test))}
+    assert paired == json.loads(json.dumps(experiment.paired_comparison(records, "tfckd",
+                                                                        groups=noise)))
+    by_noise = paired["methods"]["none"]["si_sdr"]["by"]
+    assert set(by_noise) == {noise[r["name"]] for r in records["none"][0]}
+    assert sum(e["n"] for e in by_noise.values()) == cfg.test_clips
     entry = paired["methods"]["none"]["si_sdr"]
     expected = sum(sum(r["si_sdr"] for r in seed) for seed in records["tfckd"]) / \
         (len(records["tfckd"]) * cfg.test_clips) - \
@@ -487,6 +508,10 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     row = [line for line in table.splitlines() if line.startswith("| `none` | +")
            or line.startswith("| `none` | -")]
     assert len(row) == 1 and f"{entry['mean']:+.3f}" in row[0]
+    assert "per noise type" in table
+    for label, e in by_noise.items():
+        assert any(line.startswith(f"| {label} | {e['n']} |") and f"{e['mean']:+.3f}" in line
+                   for line in table.splitlines())
     fig, axes = experiment.plot_paired(paired)
     assert len(axes) == 2 and [t.get_text() for t in axes[0].get_yticklabels()] == ["none"]
     plt.close(fig)

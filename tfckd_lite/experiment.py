@@ -33,7 +33,8 @@ Notebook: 05_distillation.ipynb
    method closes, ``(method − none) / (teacher − none)`` on the means. Then ``tfckd`` against
    every other method clip by clip (:func:`paired_comparison`): the mean per-clip difference
    of PESQ-WB and SI-SDR with a bootstrap interval over the test clips, so that a difference
-   of a few hundredths can be told from the luck of the clips.
+   of a few hundredths can be told from the luck of the clips; and, against ``none``, the same
+   per noise type of the test clips (where the distilled student gains or loses).
 
 Every run is an ordinary ``python -m tfckd_lite train`` run in its own folder
 (``runs/<method>/lam-<λ>/seed-<s>``), so each can be re-run alone, and the experiment resumes:
@@ -430,7 +431,7 @@ def _complexity(cfg: ExperimentConfig) -> dict:
 
 def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
                       metrics: tuple[str, ...] = PAIRED_METRICS, confidence: float = 0.95,
-                      resamples: int = 10_000) -> dict:
+                      resamples: int = 10_000, groups: dict[str, str] | None = None) -> dict:
     """How ``reference`` compares with every other method clip by clip on the test split.
 
     Notebook: 05_distillation.ipynb
@@ -445,8 +446,11 @@ def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
     interval covers the draw of test clips only; the seed-to-seed spread stays in the ± column.
     A clip unscorable for either side (NaN) is left out.
 
+    ``groups`` (clip name -> label, e.g. the noise type of each test clip) adds the same
+    summary per group under ``"by"``: where a method's gain comes from.
+
     Returns ``{"reference", "confidence", "resamples", "methods": {method: {metric: {"mean",
-    "low", "high", "better", "n", "dropped"}}}}``.
+    "low", "high", "better", "n", "dropped"[, "by": {label: {...}}]}}}}``.
     """
     from .metrics import bootstrap_mean_interval
 
@@ -463,6 +467,11 @@ def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
                 raise ValueError(f"the seeds of {method!r} were scored on different clips")
         return names, np.array([[r[metric] for r in seed] for seed in seeds]).mean(axis=0)
 
+    def summarise(diff: np.ndarray) -> dict:
+        entry = bootstrap_mean_interval(diff, confidence, resamples)
+        entry["better"] = float(np.mean(diff[np.isfinite(diff)] > 0))
+        return entry
+
     compared = {}
     for method in records:
         if method == reference:
@@ -474,18 +483,40 @@ def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
             if names != ref_names:
                 raise ValueError(f"{reference!r} and {method!r} were scored on different clips")
             diff = ref - mine
-            entry = bootstrap_mean_interval(diff, confidence, resamples)
-            entry["better"] = float(np.mean(diff[np.isfinite(diff)] > 0))
+            entry = summarise(diff)
+            if groups is not None:
+                missing = [n for n in names if n not in groups]
+                if missing:
+                    raise ValueError(f"{len(missing)} clips have no group (first {missing[0]!r})")
+                labels = np.array([str(groups[n]) for n in names])
+                entry["by"] = {label: summarise(diff[labels == label])
+                               for label in sorted(set(labels))}
             compared[method][metric] = entry
     return {"reference": reference, "confidence": confidence, "resamples": resamples,
             "methods": compared}
+
+
+def _test_clip_groups(cfg: ExperimentConfig, field: str) -> dict[str, str] | None:
+    """``{clip name: label}`` of the test split for a field its corpus logs (e.g. ``noise``);
+    ``None`` when the corpus does not log it."""
+    from .data import open_corpus
+
+    test = open_corpus(cfg.data, "test")
+    labels = {}
+    for i in range(len(test)):
+        info = test.info(i)
+        if info.get(field) is None:
+            return None
+        labels[info["name"]] = str(info[field])
+    return labels
 
 
 def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
     """Score every final run and the teacher on the test split and aggregate (``results.json``).
 
     With ``tfckd`` among the methods, the results also compare it clip by clip with every
-    other method (``"paired"``, :func:`paired_comparison`)."""
+    other method, overall and per noise type of the test clips where the corpus logs it
+    (``"paired"``, :func:`paired_comparison`)."""
     runs = final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()})
     per_run = []
     clip_records: dict[str, list[list[dict]]] = {}
@@ -522,8 +553,10 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
             gap = rows["teacher"][key]["mean"] - base[key]["mean"]
             gained = entry["scores"][key]["mean"] - base[key]["mean"]
             entry["gap_closed"][key] = gained / gap if gap > 0 else float("nan")
-    paired = (paired_comparison(clip_records, PAIRED_REFERENCE)
-              if PAIRED_REFERENCE in clip_records and len(clip_records) > 1 else None)
+    paired = None
+    if PAIRED_REFERENCE in clip_records and len(clip_records) > 1:
+        paired = paired_comparison(clip_records, PAIRED_REFERENCE,
+                                   groups=_test_clip_groups(cfg, "noise"))
     return {"config": asdict(cfg), "command": reproduce_command(cfg), "rows": rows,
             "methods": methods, "paired": paired, "runs": per_run,
             "complexity": _complexity(cfg), "teacher_test": teacher,
@@ -621,6 +654,21 @@ def paired_markdown(paired: dict) -> str:
             cells += [f"{e['mean']:+.{d}f}", f"[{e['low']:+.{d}f}, {e['high']:+.{d}f}]",
                       f"{100 * e['better']:.0f} % of {e['n']}"]
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    baseline = paired["methods"].get("none", {})
+    by = {key: baseline[key]["by"] for key in metrics if "by" in baseline.get(key, {})}
+    if by:
+        head = ["test noise", "clips"]
+        for key in by:
+            head += [f"Δ {labels[key]}", f"{share} interval"]
+        lines += ["", f"The same comparison of `{ref}` with `none` (the student alone) per noise "
+                  "type of the test clips: where distillation changes the student.", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for group in next(iter(by.values())):
+            cells = [group, str(next(iter(by.values()))[group]["n"])]
+            for key, groups in by.items():
+                e, d = groups[group], digits[key] + 1
+                cells += [f"{e['mean']:+.{d}f}", f"[{e['low']:+.{d}f}, {e['high']:+.{d}f}]"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
