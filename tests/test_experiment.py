@@ -388,10 +388,16 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     done = experiment.status(cfg)
     assert done["done"] == done["total"] == 2 + 3 + 1     # none x 2, tfckd: 3 λ + 1 more seed
     assert done["seconds_left"] == 0
+    # each run's best validation PESQ-WB so far, the score that tunes λ
+    for row in done["runs"]:
+        run = Run(row["method"], row["kd_weight"], row["seed"])
+        assert row["valid_pesq_wb"] == experiment.validation_score(run, cfg)
+        assert f"{row['valid_pesq_wb']:.3f}" in experiment.format_status(done, cfg.epochs)
     fresh = tiny_config(cfg.data, tmp_path / "fresh")
     empty = experiment.status(fresh)
     assert (empty["done"], empty["total"], empty["seconds_left"]) == (0, 5, None)
     assert empty["untimed"] == ["none", "tfckd"]
+    assert all(r["valid_pesq_wb"] is None for r in empty["runs"])
     assert [r["kd_weight"] for r in empty["runs"] if r["method"] == "tfckd"] == [1.0, 10.0, None]
     text = experiment.format_status(empty, fresh.epochs)
     assert "0 of 5 runs finished" in text and "unknown" in text

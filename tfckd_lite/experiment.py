@@ -824,7 +824,8 @@ def status(cfg: ExperimentConfig) -> dict:
 
     Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed"}``. Each run has its
     ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is chosen),
-    ``seed`` and ``epochs_done``. The total counts the tuning runs and the final seeds still to
+    ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far (what
+    tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the final seeds still to
     come; the estimate multiplies the epochs left by the mean measured epoch time of the method,
     or of the method it ablates until the ablation has run. Methods with no finished epoch yet
     (listed in ``untimed``) are counted at the slowest measured method's epoch time, a guess that
@@ -850,7 +851,8 @@ def status(cfg: ExperimentConfig) -> dict:
                    if known and history_file.is_file() else [])
         epoch_seconds.setdefault(run.method, []).extend(h["seconds"] for h in history)
         rows.append({"method": run.method, "kd_weight": run.kd_weight if known else None,
-                     "seed": run.seed, "epochs_done": min(len(history), cfg.epochs)})
+                     "seed": run.seed, "epochs_done": min(len(history), cfg.epochs),
+                     "valid_pesq_wb": validation_score(run, cfg) if history else None})
     measured = [float(np.mean(t)) for t in epoch_seconds.values() if t]
     left, untimed = 0.0, []
     for row in rows:
@@ -870,11 +872,13 @@ def status(cfg: ExperimentConfig) -> dict:
 
 def format_status(report: dict, epochs: int) -> str:
     """:func:`status` as text: one line per run and a summary line."""
-    lines = [f"{'method':<18} {'λ':>6} {'seed':>4}  epochs"]
+    lines = [f"{'method':<18} {'λ':>6} {'seed':>4}  epochs  best valid PESQ-WB"]
     for r in report["runs"]:
         lam = "–" if r["method"] == "none" else ("?" if r["kd_weight"] is None
                                                  else f"{r['kd_weight']:g}")
-        lines.append(f"{r['method']:<18} {lam:>6} {r['seed']:>4}  {r['epochs_done']}/{epochs}")
+        score = "" if r.get("valid_pesq_wb") is None else f"{r['valid_pesq_wb']:.3f}"
+        lines.append(f"{r['method']:<18} {lam:>6} {r['seed']:>4}  "
+                     f"{r['epochs_done']:>2}/{epochs:<3}  {score:>18}".rstrip())
     left = report["seconds_left"]
     eta = "unknown until a run has trained an epoch" if left is None else \
         f"about {left / 3600:.1f} h of training left at the measured epoch times"
