@@ -742,7 +742,10 @@ def plot_paired(paired: dict, axes=None):
 
 
 def write_report(results: dict, folder: str | Path, stem: str = "results") -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` atomically into ``folder``."""
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` atomically into ``folder``.
+
+    The figure is :func:`plot_results`, with :func:`plot_paired` below it when the results
+    hold the clip-by-clip comparison."""
     import io
 
     import matplotlib.pyplot as plt
@@ -752,7 +755,15 @@ def write_report(results: dict, folder: str | Path, stem: str = "results") -> di
     paths = {suffix: folder / f"{stem}.{suffix}" for suffix in ("json", "md", "png")}
     atomic_write_bytes(paths["json"], (json.dumps(results, indent=1) + "\n").encode())
     atomic_write_bytes(paths["md"], (results_markdown(results) + "\n").encode())
-    fig, _ = plot_results(results)
+    paired = results.get("paired")
+    if paired:
+        rows = len(paired["methods"])
+        fig = plt.figure(figsize=(4 * len(METRICS), 3.6 + 0.35 * rows + 1.6), layout="constrained")
+        top, bottom = fig.subfigures(2, 1, height_ratios=[3.6, 0.35 * rows + 1.6])
+        plot_results(results, axes=top.subplots(1, len(METRICS)))
+        plot_paired(paired, axes=bottom.subplots(1, len(next(iter(paired["methods"].values())))))
+    else:
+        fig, _ = plot_results(results)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
