@@ -89,6 +89,34 @@ def test_default_systems_lists_teacher_student_then_distilled_students():
     assert compare.system_label("lite-teacher") == "teacher"
 
 
+def test_many_systems_open_with_the_core_ones_ticked(test_split, models, distiller):
+    methods = ["fitnets", "frame-similarity", "output", "tfckd", "tfckd-freq-only",
+               "tfckd-intra", "tfckd-time-only", "tfckd-uniform"]
+    names = ["noisy", "clean", "lite-teacher", "lite-student"] + \
+        [f"lite-student-{m}" for m in methods]
+    assert compare.initially_shown(names) == ["noisy", "clean", "lite-teacher", "lite-student",
+                                              "lite-student-tfckd"]
+    assert compare.initially_shown(names, "lite-student-output")[-2:] == \
+        ["lite-student-output", "lite-student-tfckd"]
+    assert compare.initially_shown(names[:6]) == names[:6]          # few: all of them
+    # the widget ticks those, the others stay one click away; ``shown`` overrides
+    teacher, student = models
+    many = {"lite-teacher": teacher, "lite-student": student,
+            **{f"lite-student-{m}": CountingEnhancer() for m in methods}}
+    w = compare.CompareWidget(many, test_split, distiller=distiller,
+                              weights_system="lite-student-tfckd", metrics=("si_sdr",))
+    assert w.view["systems"] == compare.initially_shown(["noisy", "clean", *many])
+    assert list(w.axes["spectrogram"]) == w.view["systems"]
+    w.controls["systems"]["lite-student-output"].value = True
+    assert "lite-student-output" in w.axes["spectrogram"]
+    w.close()
+    w = compare.CompareWidget(many, test_split, metrics=("si_sdr",), shown=["lite-teacher"])
+    assert w.view["systems"] == ["lite-teacher"]
+    w.close()
+    with pytest.raises(ValueError, match="unknown system"):
+        compare.CompareWidget(many, test_split, metrics=("si_sdr",), shown=["nope"])
+
+
 def test_load_test_clip_and_its_errors(test_split):
     clip = _clip(test_split, 1)
     noisy, clean, name = test_split[1]

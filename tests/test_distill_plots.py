@@ -7,6 +7,7 @@ import torch
 
 from tfckd_lite.distill import time_relation
 from tfckd_lite.distill.plots import (calibration_course, layer_labels, matched_weight,
+                                      stage_layer_names,
                                       plot_calibration_course, plot_calibration_heatmap,
                                       plot_calibration_heatmaps, plot_frame_weights,
                                       plot_relation, plot_weight_curves)
@@ -128,6 +129,8 @@ def test_layer_labels_name_every_stage_of_a_dpdcrn_pair():
     assert labels["dual_path"] == (["M1"], ["M1", "M2"])
     assert labels["encoder"] == (["E1", "E2", "E3"],) * 2 and labels["decoder"][1] == ["D1", "D2", "D3"]
     assert labels["inter"][0] == ["O_E", "O_M", "O_D"]
+    assert stage_layer_names("decoder", 2) == ["D1", "D2"]
+    assert stage_layer_names("inter", 2) == ["inter1", "inter2"]     # not the three fused sets
 
 
 def _weights(batch, frames, n_s, n_t, seed=0):

@@ -10,6 +10,7 @@ function                           returns
 :func:`load_test_clip`             a :class:`Clip` of a paired corpus (noisy + clean)
 :func:`load_wav_clip`              a :class:`Clip` of a user's WAV file (no clean reference)
 :func:`default_systems`            the shipped enhancers to compare, teacher first
+:func:`initially_shown`            which of them a widget ticks when it opens
 :func:`compute_signals`            ``{system: waveform}``: noisy, clean, each enhancer's output
 :func:`compute_spectrograms`       ``{system: dB [T, F]}``
 :func:`compute_color_limits`       ``(vmin, vmax)``: one colour scale for every panel
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from .audio import AudioError, audio_info, read_audio
+from .distill.plots import stage_layer_names
 from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, STFT
 
 #: Metrics shown by default: wideband PESQ, STOI and SI-SDR (the project's headline scores).
@@ -55,7 +57,8 @@ REFERENCE_SYSTEMS = ("noisy", "clean")
 MAX_SECONDS = 20.0
 
 __all__ = ["COMPARE_METRICS", "MAX_SECONDS", "Clip", "MetricsTable", "Comparison",
-           "load_test_clip", "load_wav_clip", "default_systems", "load_systems", "system_label",
+           "load_test_clip", "load_wav_clip", "default_systems", "initially_shown", "MOST_SHOWN",
+           "load_systems", "system_label",
            "compute_signals", "compute_spectrograms", "compute_color_limits",
            "compute_differences", "compute_metrics", "compute_frame_weights", "zoom_limits",
            "compute_comparison", "weight_views", "plot_comparison", "audio_players_html",
@@ -171,6 +174,29 @@ def default_systems(names: Sequence[str] | None = None) -> list[str]:
     fixed = [n for n in ("lite-teacher", "lite-student") if n in names]
     distilled = sorted(n for n in names if n.startswith("lite-student-"))
     return fixed + distilled
+
+
+#: The most columns a widget ticks when it opens; beyond them, :func:`initially_shown` picks.
+MOST_SHOWN = 6
+
+
+def initially_shown(names: Sequence[str], weights_system: str | None = None,
+                    most: int = MOST_SHOWN) -> list[str]:
+    """The systems ticked when a comparison opens: all of ``names`` when there are at most
+    ``most``; otherwise the references, the teacher, the student alone, the TFCKD student and
+    ``weights_system``, in the order of ``names``.
+
+    Notebook: 06_compare_spectrograms.ipynb
+
+    Why: once the experiment ships its eight distilled students there are twelve columns, too
+    narrow to read on a laptop screen; the others stay one tick away.
+    """
+    names = list(names)
+    if len(names) <= most:
+        return names
+    core = {*REFERENCE_SYSTEMS, "lite-teacher", "lite-student", "lite-student-tfckd",
+            weights_system}
+    return [n for n in names if n in core]
 
 
 def load_systems(names: Sequence[str] | None = None) -> dict[str, torch.nn.Module]:
@@ -578,15 +604,6 @@ def compute_comparison(clip: Clip, systems: Mapping[str, object], *, distiller=N
 # --------------------------------------------------------------------------------------------
 # drawing
 
-_SET_PREFIX = {"encoder": "E", "dual_path": "M", "decoder": "D"}
-
-
-def _layer_names(stage: str, count: int) -> list[str]:
-    if stage == "inter" and count == 3:    # the fused maps of the three sets
-        return ["O_E", "O_M", "O_D"]
-    return [f"{_SET_PREFIX.get(stage, stage)}{i + 1}" for i in range(count)]
-
-
 def weight_views(weights: Mapping[str, Mapping[str, np.ndarray]]) -> list[tuple[str, tuple]]:
     """``[(label, (set, stream, student_layer)), ...]``: every curve set that can be drawn.
 
@@ -598,7 +615,7 @@ def weight_views(weights: Mapping[str, Mapping[str, np.ndarray]]) -> list[tuple[
     views = []
     for stage, streams in weights.items():
         for stream, w in streams.items():
-            for i, layer in enumerate(_layer_names(stage, w.shape[1])):
+            for i, layer in enumerate(stage_layer_names(stage, w.shape[1])):
                 views.append((f"{stage} · {stream} · student {layer}", (stage, stream, i)))
     return views
 
@@ -692,8 +709,8 @@ def plot_comparison(comparison: Comparison, systems: Sequence[str] | None = None
     if weights_column is not None:
         stage, stream, layer = weights_view
         w = comparison.weights[stage][stream]
-        names = _layer_names(stage, w.shape[2])
-        student_layer = _layer_names(stage, w.shape[1])[layer]
+        names = stage_layer_names(stage, w.shape[2])
+        student_layer = stage_layer_names(stage, w.shape[1])[layer]
         ax = fig.add_subplot(grid[len(rows) - 1, weights_column], sharex=first)
         title = f"calibration α ({stage}, {stream}) of student {student_layer}"
         if comparison.weights_note:
@@ -760,14 +777,16 @@ class CompareWidget:
     Notebook: 06_compare_spectrograms.ipynb
 
     ``CompareWidget(systems, dataset=None, *, index=0, distiller=None, weights_system=None,
-    weights_note="", metrics=COMPARE_METRICS, max_seconds=MAX_SECONDS, cache_size=8, dpi=80)``;
+    weights_note="", metrics=COMPARE_METRICS, max_seconds=MAX_SECONDS, cache_size=8, dpi=80,
+    shown=None)``;
     ``systems`` maps enhancer names to models (e.g. :func:`load_systems`), ``dataset`` is a
     paired split (``open_corpus(root, "test")``) whose clip ``index`` is shown first; without
     one, nothing is shown until a file is loaded. ``display(widget)`` shows it.
 
     Controls (``widget.controls``): ``clip`` (test clip), ``path`` + ``load`` (a user's own WAV
     file), ``time_range`` (zoom, seconds), ``difference`` (difference to clean), ``systems``
-    (one checkbox per system) and, with a distiller, ``weights`` (which set, stream and student
+    (one checkbox per system; ``shown`` lists those ticked at first, default
+    :func:`initially_shown`) and, with a distiller, ``weights`` (which set, stream and student
     layer's calibration weights to draw). Everything is computed by the module's pure
     functions; the widget only keeps the state a test or a reader can inspect:
 
@@ -799,7 +818,7 @@ class CompareWidget:
     def __init__(self, systems: Mapping[str, object], dataset=None, *, index: int = 0,
                  distiller=None, weights_system: str | None = None, weights_note: str = "",
                  metrics: Sequence[str] = COMPARE_METRICS, max_seconds: float = MAX_SECONDS,
-                 cache_size: int = 8, dpi: int = 80):
+                 cache_size: int = 8, dpi: int = 80, shown: Sequence[str] | None = None):
         import ipywidgets as widgets
         from matplotlib.figure import Figure
 
@@ -839,9 +858,15 @@ class CompareWidget:
                                               readout_format=".2f",
                                               layout=widgets.Layout(width="60%"))
         difference = widgets.Checkbox(value=False, description="difference to clean")
-        boxes = {name: widgets.Checkbox(value=True, description=system_label(name),
+        everything = list(REFERENCE_SYSTEMS) + list(systems)
+        ticked = initially_shown(everything, self.weights_system) if shown is None else \
+            list(shown)
+        unknown = [n for n in ticked if n not in everything]
+        if unknown:
+            raise ValueError(f"shown names unknown system(s) {unknown}; choose from {everything}")
+        boxes = {name: widgets.Checkbox(value=name in ticked, description=system_label(name),
                                         indent=False, layout=widgets.Layout(width="auto"))
-                 for name in list(REFERENCE_SYSTEMS) + list(systems)}
+                 for name in everything}
         weights = widgets.Dropdown(options=[], description="weights",
                                    layout=widgets.Layout(width="40%",
                                                          display="" if distiller is not None

@@ -241,6 +241,22 @@ def plot_calibration_course(snapshots: dict, ax=None, xlabel: str = "step",
     return fig, ax, lines
 
 
+_SET_PREFIX = {"encoder": "E", "dual_path": "M", "decoder": "D"}
+
+
+def stage_layer_names(stage: str, count: int) -> list[str]:
+    """Names of the ``count`` members of a calibration stage, in network order.
+
+    Notebooks: 04_calibration_weights.ipynb, 06_compare_spectrograms.ipynb
+
+    >>> stage_layer_names("dual_path", 2), stage_layer_names("inter", 3)
+    (['M1', 'M2'], ['O_E', 'O_M', 'O_D'])
+    """
+    if stage == "inter" and count == 3:    # the fused maps of the three sets
+        return ["O_E", "O_M", "O_D"]
+    return [f"{_SET_PREFIX.get(stage, stage)}{i + 1}" for i in range(count)]
+
+
 def layer_labels(student, teacher) -> dict[str, tuple[list[str], list[str]]]:
     """``{stage: (student labels, teacher labels)}`` of the calibration stages of a DPDCRN pair.
 
@@ -249,13 +265,11 @@ def layer_labels(student, teacher) -> dict[str, tuple[list[str], list[str]]]:
     ``student``/``teacher``: DPDCRN models (or their ``config``). The sets are E1-E3, M1-MN and
     D1-D3 in network order; the inter-set stage compares the fused maps O_E, O_M, O_D.
     """
-    def dual_path(model) -> list[str]:
+    def names(stage: str, model) -> list[str]:
         config = getattr(model, "config", model)
-        return [f"M{i + 1}" for i in range(config.dual_path_layers)]
+        return stage_layer_names(stage, config.dual_path_layers if stage == "dual_path" else 3)
 
-    encoder, decoder, fused = ["E1", "E2", "E3"], ["D1", "D2", "D3"], ["O_E", "O_M", "O_D"]
-    return {"encoder": (encoder, encoder), "dual_path": (dual_path(student), dual_path(teacher)),
-            "decoder": (decoder, decoder), "inter": (fused, fused)}
+    return {stage: (names(stage, student), names(stage, teacher)) for stage in STAGE_ORDER}
 
 
 #: Heatmap titles per stream: the weight symbols of the method notes.
