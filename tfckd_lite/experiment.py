@@ -472,6 +472,7 @@ def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
         entry["better"] = float(np.mean(diff[np.isfinite(diff)] > 0))
         return entry
 
+    references = {metric: per_clip(reference, metric) for metric in metrics}
     compared = {}
     for method in records:
         if method == reference:
@@ -479,7 +480,7 @@ def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
         compared[method] = {}
         for metric in metrics:
             names, mine = per_clip(method, metric)
-            ref_names, ref = per_clip(reference, metric)
+            ref_names, ref = references[metric]
             if names != ref_names:
                 raise ValueError(f"{reference!r} and {method!r} were scored on different clips")
             diff = ref - mine
@@ -710,7 +711,9 @@ def plot_paired(paired: dict, axes=None):
 
     Notebook: 05_distillation.ipynb
 
-    ``axes``: one axis per metric, or ``None`` for a new figure. Returns ``(fig, axes)``.
+    Green: the interval lies above 0 (the reference scores higher on these clips); red: below
+    0; grey: it includes 0. ``axes``: one axis per metric, or ``None`` for a new figure.
+    Returns ``(fig, axes)``.
     """
     import matplotlib.pyplot as plt
 
