@@ -279,6 +279,12 @@ def test_the_plan_adds_the_seeds_of_each_method_whose_lambda_is_settled(monkeypa
     assert plan[:len(experiment.tuning_runs(cfg))] == experiment.tuning_runs(cfg)  # tuning first
     later = plan[len(experiment.tuning_runs(cfg)):]
     assert later == [Run("output", 10.0, 1), Run("output", 10.0, 2)]  # seed 0 ran in tuning
+    # --status plans the same: output's later seeds have their λ, tfckd's ablation not yet
+    rows = experiment.status(cfg)["runs"]
+    assert [(r["kd_weight"], r["seed"]) for r in rows if r["method"] == "output"] == \
+        [(1.0, 0), (10.0, 0), (100.0, 0), (10.0, 1), (10.0, 2)]
+    assert [(r["kd_weight"], r["seed"]) for r in rows if r["method"] == "tfckd-uniform"] == \
+        [(None, 0), (None, 1), (None, 2)]
     monkeypatch.setattr(experiment, "tuning_scores", lambda m, c: scores)
     later = experiment.planned_runs(cfg)[len(experiment.tuning_runs(cfg)):]
     assert Run("tfckd", 10.0, 1) in later and Run("tfckd-uniform", 10.0, 0) in later
@@ -410,19 +416,17 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     # a method not yet timed is counted at the slowest measured method's epoch time
     wider = dataclasses.replace(cfg, methods=("none", "tfckd", "output"))
     report = experiment.status(wider)
-    # (until output is tuned too, tfckd's later seeds have no λ in the plan: only its tuning
-    # runs are timed)
-    def mean_epoch_seconds(method):
-        seconds = [h["seconds"] for run in experiment.tuning_runs(cfg) if run.method == method
-                   for h in json.loads((run.folder(cfg) / "history.json").read_text())]
+    # (tfckd is tuned, so its later seed is planned with its λ, and finished)
+    def mean_epoch_seconds(method):                       # over every run of the method
+        seconds = [h["seconds"] for file in Path(cfg.out, "runs", method).rglob("history.json")
+                   for h in json.loads(file.read_text())]
         return sum(seconds) / len(seconds)
     slowest = max(mean_epoch_seconds("none"), mean_epoch_seconds("tfckd"))
     assert report["untimed"] == ["output"]
     output_runs = [r for r in report["runs"] if r["method"] == "output"]
     assert len(output_runs) == 3                          # λ 1 and 10 on seed 0, seed 1
-    # tfckd's seed 1 has no λ in the plan yet either, so it counts as to do, at tfckd's time
-    assert report["seconds_left"] == pytest.approx(
-        cfg.epochs * (3 * slowest + mean_epoch_seconds("tfckd")))
+    assert report["seconds_left"] == pytest.approx(cfg.epochs * 3 * slowest)
+    assert report["done"] == 2 + 3 + 1 and report["total"] == 2 + 3 + 1 + 3
     assert "counted at the slowest measured method's epoch time: output" in \
         experiment.format_status(report, cfg.epochs)
 

@@ -850,11 +850,10 @@ def status(cfg: ExperimentConfig) -> dict:
     from .distill import METHODS
 
     runs = tuning_runs(cfg)
-    tuned = all(r.finished(cfg) for r in runs)
-    chosen = ({m: c["kd_weight"] for m, c in choose_kd_weights(cfg).items()} if tuned
-              else {m: None for m in cfg.methods})
+    # a method's λ is known as soon as its own tuning is over, as in the scheduler
+    chosen = {m: settled_kd_weight(m, cfg) for m in cfg.methods}
     planned = runs + [r for r in final_runs(cfg, chosen) if r not in runs and
-                      (r.method == "none" or tuned or r.seed != cfg.seeds[0]
+                      (r.method == "none" or r.kd_weight is not None or r.seed != cfg.seeds[0]
                        or lambda_source(r.method, cfg) != r.method)]
     epoch_seconds: dict[str, list[float]] = {}
     rows = []
