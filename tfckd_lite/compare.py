@@ -45,7 +45,6 @@ import numpy as np
 import torch
 
 from .audio import AudioError, audio_info, read_audio
-from .distill.plots import stage_layer_names
 from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, STFT
 
 #: Metrics shown by default: wideband PESQ, STOI and SI-SDR (the project's headline scores).
@@ -612,6 +611,8 @@ def weight_views(weights: Mapping[str, Mapping[str, np.ndarray]]) -> list[tuple[
     The widget's weight selector lists these, e.g. ``("encoder · time · student E1",
     ("encoder", "time", 0))``.
     """
+    from .distill.plots import stage_layer_names
+
     views = []
     for stage, streams in weights.items():
         for stream, w in streams.items():
@@ -638,7 +639,7 @@ def plot_comparison(comparison: Comparison, systems: Sequence[str] | None = None
     ``{"spectrogram": {system: ax}, "difference": {system: ax}, "weights": ax or None}``,
     ``images`` the same for the drawn artists (weights: the list of lines).
     """
-    from .distill.plots import plot_weight_curves
+    from .distill.plots import plot_weight_curves, stage_layer_names
     from .plots import plot_spectrogram
 
     systems = comparison.systems if systems is None else list(systems)
