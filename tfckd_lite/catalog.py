@@ -42,7 +42,7 @@ NOTEBOOKS: list[NotebookEntry] = [
     NotebookEntry("05_distillation.ipynb", "Distillation end to end",
                   "residual fusion step by step, the inter-set stage and the total KD loss, every "
                   "method behind one interface, a short live distillation, the reproduce "
-                  "experiment, its results table and the clip-by-clip comparison", "48 s"),
+                  "experiment, its results table and the clip-by-clip comparison", "52 s"),
     NotebookEntry("06_compare_spectrograms.ipynb", "Comparing enhancers",
                   "noisy, clean, teacher, student and distilled students side by side on one "
                   "colour scale, difference to clean, per-clip metrics and audio, per-frame "
