@@ -1,10 +1,13 @@
 """Calibration block of I2S-TFCKD (spec TFCKD.md §3): weights, normalisations, fixed sizes."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from tfckd_lite.distill import StackedMLP, TFCalibration, layer_relations, uniform_weights
+from tfckd_lite.distill import (MAX_LOG_SPREAD, StackedMLP, TFCalibration, layer_relations,
+                               log_weight_spread, uniform_weights, weight_ceiling)
 
 B, T = 4, 6
 
@@ -122,3 +125,71 @@ def test_uniform_weights():
     assert w.shape == (B, T, 2, 4)
     torch.testing.assert_close(w.sum(-1), torch.ones(B, T, 2))
     assert (w == 0.25).all()
+
+
+def test_weight_ceiling_values_and_errors():
+    assert weight_ceiling(1) == pytest.approx(1.0)
+    assert weight_ceiling(3) == pytest.approx(math.e ** 2 / (math.e ** 2 + 2))
+    assert weight_ceiling(2) == pytest.approx(torch.softmax(torch.tensor([1.0, -1.0]), 0)[0].item())
+    assert weight_ceiling(3, tied=2) == pytest.approx(
+        torch.softmax(torch.tensor([1.0, 1.0, -1.0]), 0)[0].item())
+    assert weight_ceiling(4, tied=4) == pytest.approx(0.25)
+    for bad in ({"n_teacher": 0}, {"n_teacher": 3, "tied": 4}, {"n_teacher": 2.0}):
+        with pytest.raises(ValueError, match="weight_ceiling"):
+            weight_ceiling(**bad)
+
+
+def _push_weight_onto_first_teacher(block, frame=None, steps=300):
+    """Train only the block to put as much weight as it can on teacher layer 0: on average over
+    every utterance and frame, or on one ``(utterance, frame)``."""
+    s, t = _grams(1, seed=1), _grams(3, seed=2)
+    optimiser = torch.optim.Adam(block.parameters(), lr=0.05)
+    for _ in range(steps):
+        w = block(s, t)
+        loss = -sum(a[..., 0].mean() if frame is None else a[frame][..., 0].sum() for a in w)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return block(s, t)
+
+
+@pytest.mark.parametrize("frame", [None, (0, 0)])
+def test_semckd_weights_reach_but_never_pass_the_ceiling(frame):
+    torch.manual_seed(0)
+    w = _push_weight_onto_first_teacher(TFCalibration(1, 3, frames=T, batch_size=B), frame)
+    ceiling = weight_ceiling(3)
+    for alpha in w:
+        assert alpha.max() <= ceiling + 1e-6
+        pushed = alpha[..., 0].mean() if frame is None else alpha[frame][..., 0].max()
+        assert pushed > ceiling - 0.01                     # pushed hard, it stops at the ceiling
+        # the others keep at least 1 / (e^2 + n_t - 1) each
+        assert alpha[..., 1:].min() >= 1 / (math.e ** 2 + 2) - 1e-6
+        assert log_weight_spread(alpha).max() <= MAX_LOG_SPREAD + 1e-5
+        spread = log_weight_spread(alpha.mean((0, 1)) if frame is None else alpha[frame])
+        assert spread.min() > MAX_LOG_SPREAD - 0.05
+
+
+def test_released_normalisation_lets_a_single_frame_pass_the_ceiling():
+    torch.manual_seed(0)
+    w = _push_weight_onto_first_teacher(
+        TFCalibration(1, 3, frames=T, batch_size=B, released_normalisation=True), frame=(0, 0))
+    for alpha in w:
+        assert alpha[0, 0, 0, 0] > weight_ceiling(3) + 0.1
+        assert log_weight_spread(alpha[0, 0]).max() > MAX_LOG_SPREAD + 0.5
+
+
+def test_log_weight_spread():
+    torch.testing.assert_close(log_weight_spread(uniform_weights(B, T, 2, 3)), torch.zeros(B, T, 2))
+    torch.testing.assert_close(log_weight_spread([[0.8, 0.1, 0.1]]), torch.tensor([math.log(8)]))
+    # whatever the Grams' scale, SemCKD weights of an untrained block stay within the bound,
+    # per frame and averaged
+    torch.manual_seed(0)
+    block = TFCalibration(2, 3, frames=T, batch_size=B)
+    for scale in (1e-3, 1.0, 1e3):
+        for alpha in block(_grams(2, seed=1, scale=scale), _grams(3, seed=2, scale=scale)):
+            assert log_weight_spread(alpha).max() <= MAX_LOG_SPREAD + 1e-5
+            assert log_weight_spread(alpha.mean((0, 1))).max() <= MAX_LOG_SPREAD + 1e-5
+    for bad in ([[0.5, 0.5, 0.0]], [[float("nan"), 0.5, 0.5]]):
+        with pytest.raises(ValueError, match="positive weights"):
+            log_weight_spread(bad)

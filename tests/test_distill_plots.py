@@ -118,6 +118,14 @@ def test_calibration_course_reads_a_history_and_plots_it():
     assert [line.get_label() for line in lines] == \
         ["encoder time", "encoder freq", "inter time", "inter freq"]
     assert all(float(t).is_integer() for t in ax.get_xticks())
+    # how decisive: log(max / min) of each row, against the SemCKD ceiling at 2
+    _, ax, lines = plot_calibration_course(course, xlabel="epoch", measure="spread")
+    np.testing.assert_allclose(lines[0].get_ydata(),
+                               [0.0, np.log(0.5 / 0.25), np.log(0.7 / 0.15)], atol=1e-6)
+    assert any(line.get_label() == "SemCKD ceiling" and line.get_ydata()[0] == 2.0
+               for line in ax.get_lines())
+    with pytest.raises(ValueError, match="measure must be one of"):
+        plot_calibration_course(course, measure="peak")
     with pytest.raises(ValueError, match="no calibration weights"):
         calibration_course([{"epoch": 1, "train": {}}])
     with pytest.raises(ValueError, match="no calibration snapshots"):

@@ -36,9 +36,9 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "they gain (per noise type and SNR)", "20 s"),
     NotebookEntry("04_calibration_weights.ipynb", "Calibration weights",
                   "time and \"frequency\" relations of real features, the calibration block step "
-                  "by step, weights per set and per frame during a short live distillation, "
-                  "and those of the distiller the full experiment trained (once shipped), epoch "
-                  "by epoch", "41 s"),
+                  "by step and the ceiling its cosine logits put on the weights, weights per "
+                  "set and per frame during a short live distillation, and those of the "
+                  "distiller the full experiment trained (once shipped), epoch by epoch", "43 s"),
     NotebookEntry("05_distillation.ipynb", "Distillation end to end",
                   "residual fusion step by step, the inter-set stage and the total KD loss, every "
                   "method behind one interface, a short live distillation, the reproduce "

@@ -23,6 +23,21 @@ Embedders (one per layer and stream, as in the spec and in SemCKD):
   The SemCKD meaning is the default because it is what the block is derived from and because
   it makes each frame's attention logits bounded, independent of T.
 
+**The ceiling of the SemCKD normalisation.** Cosine logits lie in [-1, 1], so within a row the
+largest weight is at most e² times the smallest: ``log(max_j α) - log(min_j α) <= 2``
+(:func:`log_weight_spread`; 0 means uniform). The bound holds between every pair of weights of
+every frame, hence also for weights averaged over frames and utterances. No weight can exceed
+``e² / (e² + n_t - 1)`` (0.787 for three teacher layers, 0.881 for two), and ``k`` equally
+preferred layers get at most ``e / (k e + (n_t - k) / e)`` each (:func:`weight_ceiling`); no
+weight falls below ``1 / (1 + (n_t - 1) e²)`` (0.063 for three). The block can therefore never
+pick a single teacher layer. In the experiment's ``tfckd-intra`` tuning runs (λ = 1, 10, 100;
+``make reproduce``) every row of the mean weights had a log spread of at least 1.93 after the
+first of 6 epochs and 1.99 after the last: the learnt "calibration" became a fixed assignment
+per layer, as decisive as the ceiling allows (notebook 04 draws it). The released
+normalisation (over frames) has no per-frame ceiling: it fixes the squared norms of an
+utterance's embeddings summed over its frames (to E, the embedding size), so one frame's logit
+can reach E (``tests/test_distill_calibration.py`` pushes a single frame past the ceiling).
+
 Because the embedders' input sizes are T and B, a block is **built for a fixed segment length
 and batch size**; any other batch raises a ``ValueError`` naming expected and received sizes
 (loaders must crop fixed segments and use ``drop_last=True``).
@@ -183,6 +198,53 @@ class TFCalibration(nn.Module):
         norm = "released (over frames)" if self.released_normalisation else "SemCKD (per vector)"
         return (f"n_student={self.n_student}, n_teacher={self.n_teacher}, frames={self.frames}, "
                 f"batch_size={self.batch_size}, streams={self.streams}, normalisation={norm}")
+
+
+def weight_ceiling(n_teacher: int, tied: int = 1) -> float:
+    """The largest weight the SemCKD-normalised block can give one of ``tied`` equally preferred
+    teacher layers out of ``n_teacher``: ``e / (tied·e + (n_teacher - tied)/e)``.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    Each logit is a cosine in [-1, 1]; the bound is reached when the query is parallel to the
+    ``tied`` preferred keys and opposite to the rest (module docstring). It does not apply to
+    ``released_normalisation=True``.
+
+    >>> round(weight_ceiling(3), 4), round(weight_ceiling(2), 4), round(weight_ceiling(3, tied=2), 4)
+    (0.787, 0.8808, 0.4683)
+    """
+    for name, value in (("n_teacher", n_teacher), ("tied", tied)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"weight_ceiling: {name} must be a positive int, got {value!r}")
+    if tied > n_teacher:
+        raise ValueError(f"weight_ceiling: tied={tied} exceeds n_teacher={n_teacher}")
+    return math.e / (tied * math.e + (n_teacher - tied) / math.e)
+
+
+#: The largest :func:`log_weight_spread` of the SemCKD normalisation: logits are cosines.
+MAX_LOG_SPREAD = 2.0
+
+
+def log_weight_spread(weights) -> torch.Tensor:
+    """``log(max_j α) - log(min_j α)`` over the teacher layers (last axis) of every row.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``weights``: ``[..., n_t]`` (per frame ``[B, T, n_s, n_t]``, or averaged ``[n_s, n_t]``);
+    returns ``[...]``. 0 means no preference; with the SemCKD normalisation a row can never
+    exceed :data:`MAX_LOG_SPREAD` = 2 (module docstring), so a spread of 2 means the block is as
+    decisive as it can be. Weights must be positive (a softmax's are).
+
+    >>> log_weight_spread(torch.tensor([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]))
+    tensor([0.6931, 0.0000])
+    """
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    if w.dim() < 1 or w.shape[-1] < 1:
+        raise ValueError(f"log_weight_spread expects weights [..., n_t], got shape {tuple(w.shape)}")
+    if not (w > 0).all():
+        raise ValueError("log_weight_spread needs positive weights (a softmax's); got a zero, "
+                         "negative or NaN weight")
+    return (w.amax(-1).log() - w.amin(-1).log()).to(torch.float32)
 
 
 def uniform_weights(batch: int, frames: int, n_student: int, n_teacher: int,

@@ -12,9 +12,10 @@ Same convention as :mod:`tfckd_lite.plots`: every ``plot_*`` function takes an o
 * :func:`plot_weight_curves`: per-frame weights ``[T, n_t]`` of one student layer over the teacher
   layers, one line per teacher layer, with time in seconds so that it lines up with
   :func:`tfckd_lite.plots.plot_spectrogram` of the same utterance;
-* :func:`plot_calibration_course`: how the mean weights moved during training, as the weight on
-  the matched teacher layer (:func:`matched_weight`) per set and stream against the step or
-  epoch; :func:`calibration_course` reads those snapshots from a training history.
+* :func:`plot_calibration_course`: how the mean weights moved during training, per set and stream
+  against the step or epoch, as the weight on the matched teacher layer (:func:`matched_weight`)
+  or as how decisive they are against the SemCKD ceiling (``measure="spread"``);
+  :func:`calibration_course` reads those snapshots from a training history.
 
 Two figure-level helpers compose these for a whole distiller (they return ``(fig, axes)``):
 :func:`plot_calibration_heatmaps` (every stage and stream, labelled by :func:`layer_labels`) and
@@ -29,6 +30,7 @@ import numpy as np
 
 from ..plots import _as_numpy, _axes
 from ..stft import HOP_LENGTH, SAMPLE_RATE
+from .calibration import MAX_LOG_SPREAD, log_weight_spread
 from .fusion import SET_NAMES
 from .methods import pair_layers
 
@@ -203,38 +205,65 @@ def calibration_course(history: Sequence[dict]) -> dict[int, dict]:
     return dict(sorted(course.items()))
 
 
+#: What :func:`plot_calibration_course` can draw.
+COURSE_MEASURES = ("matched", "spread")
+
+
 def plot_calibration_course(snapshots: dict, ax=None, xlabel: str = "step",
-                            title: str | None = None):
-    """The matched-layer weight (:func:`matched_weight`) of each set and stream over training.
+                            title: str | None = None, measure: str = "matched"):
+    """How the mean weights of each set and stream moved over training.
 
     Notebook: 04_calibration_weights.ipynb
 
     ``snapshots``: ``{step_or_epoch: {stage: {stream: mean weights [n_s, n_t]}}}``, e.g.
-    :func:`calibration_course` of a history or snapshots taken during a live run. One colour per
-    stage, solid for the time stream and dashed for the "frequency" stream, and a dotted
-    ``1 / n_t`` line per stage (no preference) in the same colour. Returns ``(fig, ax, lines)``.
+    :func:`calibration_course` of a history or snapshots taken during a live run. ``measure``:
+
+    * ``"matched"``: the weight on the matched teacher layer (:func:`matched_weight`: does the
+      block rediscover the one-to-one pairing?), with a dotted ``1 / n_t`` line per stage (no
+      preference) in the stage's colour;
+    * ``"spread"``: how decisive the block is, the log ratio of each row's largest to smallest
+      weight (:func:`~tfckd_lite.distill.calibration.log_weight_spread`) averaged over student
+      layers: 0 is uniform, and the dash-dotted line at 2 is the ceiling of the SemCKD
+      normalisation, which no row can pass.
+
+    One colour per stage, solid for the time stream and dashed for the "frequency" stream.
+    Returns ``(fig, ax, lines)``.
     """
     if not snapshots:
         raise ValueError("no calibration snapshots to plot")
+    if measure not in COURSE_MEASURES:
+        raise ValueError(f"measure must be one of {COURSE_MEASURES}, got {measure!r}")
     keys = sorted(snapshots)
     fig, ax = _axes(ax, figsize=(6, 3))
     lines = []
+
+    def summary(mean_weights) -> float:
+        if measure == "matched":
+            return matched_weight(mean_weights)
+        return float(log_weight_spread(_as_numpy(mean_weights)).mean())
+
     # network order (a stored history may have sorted its keys), time before "frequency"
     for colour, stage in enumerate(_in_order(snapshots[keys[0]], STAGE_ORDER)):
         first = snapshots[keys[0]][stage]
         for stream in _in_order(first, STREAM_STYLES):
-            values = [matched_weight(snapshots[k][stage][stream]) for k in keys]
+            values = [summary(snapshots[k][stage][stream]) for k in keys]
             lines += ax.plot(keys, values, STREAM_STYLES.get(stream, ":"), marker="o", ms=3,
                              color=f"C{colour}", label=f"{stage} {stream}")
-        n_t = _as_numpy(next(iter(first.values()))).shape[-1]
-        ax.axhline(1 / n_t, color=f"C{colour}", lw=0.6, ls=":")
+        if measure == "matched":
+            n_t = _as_numpy(next(iter(first.values()))).shape[-1]
+            ax.axhline(1 / n_t, color=f"C{colour}", lw=0.6, ls=":")
     if all(isinstance(k, (int, np.integer)) for k in keys):
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # steps and epochs are whole
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("weight on matched teacher layer")
-    ax.set_ylim(0, 1)
+    if measure == "matched":
+        ax.set_ylabel("weight on matched teacher layer")
+        ax.set_ylim(0, 1)
+    else:
+        ax.axhline(MAX_LOG_SPREAD, color="black", lw=0.8, ls="-.", label="SemCKD ceiling")
+        ax.set_ylabel("log(max weight / min weight)")
+        ax.set_ylim(0, MAX_LOG_SPREAD * 1.15)
     ax.legend(fontsize=7, ncol=2)
     if title:
         ax.set_title(title)
