@@ -91,7 +91,7 @@ def test_default_systems_lists_teacher_student_then_distilled_students():
 
 def test_many_systems_open_with_the_core_ones_ticked(test_split, models, distiller):
     methods = ["fitnets", "frame-similarity", "output", "tfckd", "tfckd-freq-only",
-               "tfckd-intra", "tfckd-time-only", "tfckd-uniform"]
+               "tfckd-intra", "tfckd-released", "tfckd-time-only", "tfckd-uniform"]
     names = ["noisy", "clean", "lite-teacher", "lite-student"] + \
         [f"lite-student-{m}" for m in methods]
     assert compare.initially_shown(names) == ["noisy", "clean", "lite-teacher", "lite-student",

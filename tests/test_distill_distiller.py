@@ -245,6 +245,12 @@ def test_released_normalisation_option_and_kd_weight_defaults():
     d = _build("tfckd", released_normalisation=True)
     assert all(c.released_normalisation for c in d.calibration.values())
     assert torch.isfinite(d(*_batch())["total"])
+    # the tfckd-released ablation is exactly that option, fixed
+    ablation = _build("tfckd-released")
+    assert all(c.released_normalisation for c in ablation.calibration.values())
+    assert not any(c.released_normalisation for c in _build("tfckd").calibration.values())
+    with pytest.raises(TypeError, match="fixed by the method"):
+        _build("tfckd-released", released_normalisation=False)
     saving = _build("tfckd", fusion_checkpoint=True)
     assert all(c.checkpoint for c in saving.student_fusion.values())
     torch.testing.assert_close(saving(*_batch())["kd"], _build("tfckd")(*_batch())["kd"])

@@ -379,6 +379,16 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
             experiment.check_experiment_folder(dataclasses.replace(cfg, grid_extensions=0))
     finally:
         record.write_text(json.dumps(stored))
+    # methods may be added to a started experiment (and are recorded), not removed
+    try:
+        grown = dataclasses.replace(cfg, methods=cfg.methods + ("tfckd-released",))
+        experiment.check_experiment_folder(grown)
+        assert json.loads(record.read_text())["config"]["methods"] == list(grown.methods)
+        experiment.check_experiment_folder(grown)                       # and then it matches
+        with pytest.raises(experiment.ExperimentMismatchError, match="methods"):
+            experiment.check_experiment_folder(cfg)                      # one removed again
+    finally:
+        record.write_text(json.dumps(stored))
     with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 1 -> 2"):
         experiment.reproduce(dataclasses.replace(cfg, epochs=2), progress=False)
     other = tmp_path / "other-teacher.safetensors"

@@ -14,10 +14,11 @@ Notebook: 05_distillation.ipynb
    factor-10 step past that end (e.g. 0.1 after {1, 10, 100}), again if the new value wins,
    at most ``grid_extensions`` times per method (:func:`tuned_grid`); the choice is still made
    on validation PESQ-WB over every λ tried.
-   The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``:
-   ``METHODS[m].ablation_of``) are not tuned: they reuse the λ chosen for ``tfckd``, so that
-   each differs from the full method in the one component it removes, as ablations in the
-   paper do. This also spares the 6 most expensive tuning runs (about a fifth of the CPU time).
+   The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``,
+   ``tfckd-released``: ``METHODS[m].ablation_of``) are not tuned: they reuse the λ chosen for
+   ``tfckd``, so that each differs from the full method in the one component it removes (or,
+   for ``tfckd-released``, swaps), as ablations in the paper do. This also spares the 8 most
+   expensive tuning runs (about a fifth of the CPU time).
 2. **The remaining seeds** with the chosen λ (the tuning run of ``seeds[0]`` is reused, so
    every method has the same number of seeds and the same budget). ``none`` (the student
    alone) is trained for every seed too. A method's seeds may start as soon as its λ is
@@ -798,7 +799,8 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
     full experiment takes many hours on a CPU, so it is resumed across sessions; resuming with
     a retrained teacher or another budget would silently mix runs that are not comparable
     (finished runs are not retrained), so it raises :class:`ExperimentMismatchError` naming
-    what differs. ``jobs`` and ``device`` may change.
+    what differs. ``jobs`` and ``device`` may change, and methods may be added (the record is
+    updated); none may be removed.
     """
     import hashlib
 
@@ -820,10 +822,18 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
                                           if f.default is not MISSING}))
         saved = {**defaults, **stored["config"]}
         changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        # methods may be added (e.g. an ablation added to the registry while the experiment
+        # ran): each run is independent, so the finished ones stay comparable
+        added = "methods" in changed and set(saved["methods"]) <= set(settings["methods"])
+        if added:
+            del changed["methods"]
         if changed:
             detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise ExperimentMismatchError(f"{cfg.out} was started with other settings ({detail}); "
                                           "use the same settings or a new --out")
+        if added:
+            stored = {**stored, "config": {**stored["config"], "methods": settings["methods"]}}
+            atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
         return stored
     record.parent.mkdir(parents=True, exist_ok=True)
     stored = {"config": settings, "teacher_sha256": digest, "library_version": __version__}
