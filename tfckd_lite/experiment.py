@@ -846,12 +846,15 @@ def status(cfg: ExperimentConfig) -> dict:
 
     Notebook: 05_distillation.ipynb
 
-    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed"}``. Each run has its
+    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed", "jobs"}``. Each run has its
     ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is chosen),
     ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far (what
     tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the final seeds still to
-    come; the estimate multiplies the epochs left by the mean measured epoch time of the method,
-    or of the method it ablates until the ablation has run. Methods with no finished epoch yet
+    come; the estimate multiplies the epochs left by the median measured epoch time of the
+    method (robust to an epoch slowed by a pause or a busy machine), or of the method it
+    ablates until the ablation has run. ``seconds_left`` is run time summed over runs; with
+    ``jobs`` runs side by side (whose epoch times were measured that way) the wall clock left is
+    roughly ``seconds_left / jobs``, which :func:`format_status` prints too. Methods with no finished epoch yet
     (listed in ``untimed``) are counted at the slowest measured method's epoch time, a guess that
     errs low for the TFCKD variants (about twice a baseline's step, ``bench/bench_distill.py``);
     ``seconds_left`` is ``None`` only while no epoch at all has been measured. A λ-grid
@@ -876,7 +879,7 @@ def status(cfg: ExperimentConfig) -> dict:
         rows.append({"method": run.method, "kd_weight": run.kd_weight if known else None,
                      "seed": run.seed, "epochs_done": min(len(history), cfg.epochs),
                      "valid_pesq_wb": validation_score(run, cfg) if history else None})
-    measured = [float(np.mean(t)) for t in epoch_seconds.values() if t]
+    measured = [float(np.median(t)) for t in epoch_seconds.values() if t]
     left, untimed = 0.0, []
     for row in rows:
         times = (epoch_seconds.get(row["method"])
@@ -887,10 +890,10 @@ def status(cfg: ExperimentConfig) -> dict:
                 untimed.append(row["method"])
             left += remaining * max(measured, default=math.nan)
         elif remaining:
-            left += remaining * float(np.mean(times))
+            left += remaining * float(np.median(times))
     return {"runs": rows, "done": sum(r["epochs_done"] == cfg.epochs for r in rows),
             "total": len(rows), "seconds_left": None if not measured else left,
-            "untimed": untimed}
+            "untimed": untimed, "jobs": cfg.jobs}
 
 
 def format_status(report: dict, epochs: int) -> str:
@@ -905,6 +908,9 @@ def format_status(report: dict, epochs: int) -> str:
     left = report["seconds_left"]
     eta = "unknown until a run has trained an epoch" if left is None else \
         f"about {left / 3600:.1f} h of training left at the measured epoch times"
+    jobs = report.get("jobs", 1)
+    if left and jobs > 1:
+        eta += f" (roughly {left / jobs / 3600:.1f} h of wall clock with {jobs} runs side by side)"
     lines.append(f"{report['done']} of {report['total']} runs finished; {eta}")
     if left is not None and report.get("untimed"):
         lines.append("not yet timed, counted at the slowest measured method's epoch time: "
