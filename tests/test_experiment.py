@@ -141,6 +141,40 @@ def test_table_rows_are_the_measured_means(finished):
     assert results["complexity"]["extra_params"]["tfckd"] > 0
 
 
+def test_results_report_how_decisive_the_learnt_calibration_ended_up(finished):
+    cfg, results = finished
+    assert results["methods"]["none"]["calibration_spread"] is None
+    spread = results["methods"]["tfckd"]["calibration_spread"]
+    assert set(spread) == {"encoder", "dual_path", "decoder", "inter"}
+    # the mean over seeds of what each run's last recorded weights give
+    runs = [r for r in results["runs"] if r["method"] == "tfckd"]
+    for stage, streams in spread.items():
+        for stream, value in streams.items():
+            per_run = []
+            for r in runs:
+                history = json.loads((Path(r["folder"]) / "history.json").read_text())
+                w = torch.tensor(history[cfg.epochs - 1]["calibration"][stage][stream])
+                per_run.append(float((w.max(-1).values.log() - w.min(-1).values.log()).mean()))
+            assert value == pytest.approx(float(np.mean(per_run)), abs=1e-6)
+            assert 0 <= value <= 2 + 1e-5                       # the SemCKD ceiling
+    table = experiment.calibration_markdown(results)
+    assert table in experiment.results_markdown(results)
+    header = [line for line in table.splitlines() if line.startswith("| method")][0]
+    assert header.startswith("| method | encoder time | encoder \"freq\" | dual_path time")
+    assert "| `tfckd` |" in table and "`none`" not in table
+    # a time-only method leaves its "frequency" cells empty; no calibrated method, no table
+    shown = copy.deepcopy(results)
+    only_time = {stage: {"time": v["time"]} for stage, v in spread.items()}
+    shown["methods"]["tfckd-time-only"] = dict(shown["methods"]["tfckd"],
+                                               calibration_spread=only_time)
+    row = [line for line in experiment.calibration_markdown(shown).splitlines()
+           if line.startswith("| `tfckd-time-only`")][0]
+    assert row.count("–") == 4
+    for entry in shown["methods"].values():
+        entry["calibration_spread"] = None
+    assert experiment.calibration_markdown(shown) == ""
+
+
 def test_report_files_and_command(finished):
     cfg, results = finished
     for path in results["report"].values():

@@ -35,7 +35,9 @@ Notebook: 05_distillation.ipynb
    every other method clip by clip (:func:`paired_comparison`): the mean per-clip difference
    of PESQ-WB and SI-SDR with a bootstrap interval over the test clips, so that a difference
    of a few hundredths can be told from the luck of the clips; and, against ``none``, the same
-   per noise type of the test clips (where the distilled student gains or loses).
+   per noise type of the test clips (where the distilled student gains or loses). Last, for
+   the methods with learnt calibration, how decisive their weights ended up
+   (:func:`final_calibration_spread`, against the ceiling of the SemCKD normalisation).
 
 Every run is an ordinary ``python -m tfckd_lite train`` run in its own folder
 (``runs/<method>/lam-<λ>/seed-<s>``), so each can be re-run alone, and the experiment resumes:
@@ -513,6 +515,38 @@ def _test_clip_groups(cfg: ExperimentConfig, field: str) -> dict[str, str] | Non
     return labels
 
 
+def final_calibration_spread(history: list[dict], epochs: int) -> dict | None:
+    """How decisive a run's learnt calibration ended up: ``{stage: {stream: spread}}``.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``spread`` is :func:`~tfckd_lite.distill.calibration.log_weight_spread` of each row of the
+    mean weights that ``train`` recorded on its fixed batch after the last of ``epochs``
+    epochs, averaged over rows: 0 is uniform, 2 the ceiling of the SemCKD normalisation. A
+    run without learnt calibration (no ``"calibration"`` in its history) gives ``None``.
+    """
+    import torch
+
+    from .distill import log_weight_spread
+
+    recorded = [h["calibration"] for h in history[:epochs] if "calibration" in h]
+    if not recorded:
+        return None
+    return {stage: {stream: float(log_weight_spread(torch.tensor(w)).mean())
+                    for stream, w in streams.items()}
+            for stage, streams in recorded[-1].items()}
+
+
+def _mean_spread(spreads: list[dict | None]) -> dict | None:
+    """Per stage and stream, the mean over seeds of :func:`final_calibration_spread`."""
+    spreads = [s for s in spreads if s is not None]
+    if not spreads:
+        return None
+    return {stage: {stream: float(np.mean([s[stage][stream] for s in spreads]))
+                    for stream in streams}
+            for stage, streams in spreads[0].items()}
+
+
 def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
     """Score every final run and the teacher on the test split and aggregate (``results.json``).
 
@@ -531,6 +565,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
         per_run.append({"method": run.method, "kd_weight": run.kd_weight, "seed": run.seed,
                         "folder": str(folder), "valid_pesq_wb": validation_score(run, cfg),
                         "train_seconds": sum(h["seconds"] for h in history[:cfg.epochs]),
+                        "calibration_spread": final_calibration_spread(history, cfg.epochs),
                         "test": {k: summary[k] for k in summary if isinstance(summary[k], float)}})
     teacher = _test_scores(_teacher_file(cfg), Path(cfg.out, "teacher.test.json"), cfg,
                            progress)["summary"]
@@ -547,6 +582,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
             "scores": {k: _mean_std([r["test"][k] for r in mine]) for k, _, _ in METRICS},
             "train_seconds": _mean_std([r["train_seconds"] for r in mine]),
             "best_seed": max(mine, key=lambda r: r["valid_pesq_wb"])["seed"],
+            "calibration_spread": _mean_spread([r["calibration_spread"] for r in mine]),
         }
     base = methods["none"]["scores"]
     for method, entry in methods.items():
@@ -627,6 +663,43 @@ def results_markdown(results: dict) -> str:
               "load; the controlled cost of one step per method is `bench/bench_distill.py`'s."]
     if results.get("paired"):
         lines += ["", paired_markdown(results["paired"])]
+    calibration = calibration_markdown(results)
+    if calibration:
+        lines += ["", calibration]
+    return "\n".join(lines)
+
+
+def calibration_markdown(results: dict) -> str:
+    """How decisive each calibrated method's learnt weights ended up (Markdown), or ``""``
+    when no method learnt calibration weights.
+
+    Notebook: 05_distillation.ipynb
+    """
+    from .distill import STREAMS
+    from .distill.plots import STAGE_ORDER
+
+    spreads = {m: e["calibration_spread"] for m, e in results["methods"].items()
+               if e.get("calibration_spread")}
+    if not spreads:
+        return ""
+    # network order; only the stages and streams some method has
+    columns = [(stage, stream) for stage in STAGE_ORDER for stream in STREAMS
+               if any(stream in s.get(stage, {}) for s in spreads.values())]
+    names = {"time": "time", "freq": "\"freq\""}
+    head = ["method"] + [f"{stage} {names.get(stream, stream)}" for stage, stream in columns]
+    lines = ["The learnt calibration weights after training: log(largest / smallest weight) of "
+             "each row of the mean weights that `train` recorded on its fixed batch after the "
+             "last epoch, averaged over rows and seeds. 0 is uniform; with the SemCKD "
+             "normalisation no row can pass 2 (`distill.calibration.weight_ceiling`), so 2 "
+             "means a fixed assignment of student to teacher layers, as decisive as the block "
+             "allows. `tfckd-released` normalises over frames instead and has no such ceiling "
+             "per frame; averaged over frames its weights can look less decisive than they are "
+             "frame by frame.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, spread in spreads.items():
+        cells = [f"{spread[stage][stream]:.2f}" if stream in spread.get(stage, {}) else "–"
+                 for stage, stream in columns]
+        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
