@@ -518,7 +518,7 @@ def _test_clip_groups(cfg: ExperimentConfig, field: str) -> dict[str, str] | Non
 def final_calibration_spread(history: list[dict], epochs: int) -> dict | None:
     """How decisive a run's learnt calibration ended up: ``{stage: {stream: spread}}``.
 
-    Notebook: 04_calibration_weights.ipynb
+    Notebook: 05_distillation.ipynb (the results table; notebook 04 explains the ceiling)
 
     ``spread`` is :func:`~tfckd_lite.distill.calibration.log_weight_spread` of each row of the
     mean weights that ``train`` recorded on its fixed batch after the last of ``epochs``
