@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from tfckd_lite.distill import (MAX_LOG_SPREAD, StackedMLP, TFCalibration, layer_relations,
-                               log_weight_spread, uniform_weights, weight_ceiling)
+                               log_weight_spread, stage_spreads, uniform_weights,
+                               weight_ceiling)
 
 B, T = 4, 6
 
@@ -193,3 +194,19 @@ def test_log_weight_spread():
     for bad in ([[0.5, 0.5, 0.0]], [[float("nan"), 0.5, 0.5]]):
         with pytest.raises(ValueError, match="positive weights"):
             log_weight_spread(bad)
+
+
+def test_stage_spreads_average_each_row_of_the_mean_weights():
+    torch.manual_seed(0)
+    block = TFCalibration(2, 3, frames=T, batch_size=B)
+    with torch.no_grad():
+        w = block(_grams(2, seed=1), _grams(3, seed=2))
+    per_frame = {"encoder": {"time": w.time, "freq": w.freq}}
+    spreads = stage_spreads(per_frame)
+    expected = float(log_weight_spread(w.time.mean((0, 1))).mean())
+    assert spreads["encoder"]["time"] == pytest.approx(expected)
+    # the averaged weights as history.json stores them (nested lists) give the same
+    stored = {"encoder": {k: v.mean((0, 1)).tolist() for k, v in per_frame["encoder"].items()}}
+    assert stage_spreads(stored)["encoder"] == pytest.approx(spreads["encoder"])
+    assert stage_spreads({"encoder": {"time": uniform_weights(B, T, 2, 3)}}) == \
+        {"encoder": {"time": 0.0}}

@@ -520,21 +520,15 @@ def final_calibration_spread(history: list[dict], epochs: int) -> dict | None:
 
     Notebook: 05_distillation.ipynb (the results table; notebook 04 explains the ceiling)
 
-    ``spread`` is :func:`~tfckd_lite.distill.calibration.log_weight_spread` of each row of the
-    mean weights that ``train`` recorded on its fixed batch after the last of ``epochs``
-    epochs, averaged over rows: 0 is uniform, 2 the ceiling of the SemCKD normalisation. A
-    run without learnt calibration (no ``"calibration"`` in its history) gives ``None``.
+    :func:`~tfckd_lite.distill.calibration.stage_spreads` of the mean weights that ``train``
+    recorded on its fixed batch after the last of ``epochs`` epochs: 0 is uniform, 2 the
+    ceiling of the SemCKD normalisation. A run without learnt calibration (no
+    ``"calibration"`` in its history) gives ``None``.
     """
-    import torch
-
-    from .distill import log_weight_spread
+    from .distill import stage_spreads
 
     recorded = [h["calibration"] for h in history[:epochs] if "calibration" in h]
-    if not recorded:
-        return None
-    return {stage: {stream: float(log_weight_spread(torch.tensor(w)).mean())
-                    for stream, w in streams.items()}
-            for stage, streams in recorded[-1].items()}
+    return stage_spreads(recorded[-1]) if recorded else None
 
 
 def _mean_spread(spreads: list[dict | None]) -> dict | None:
@@ -919,19 +913,20 @@ def status(cfg: ExperimentConfig) -> dict:
 
     Notebook: 05_distillation.ipynb
 
-    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed", "jobs"}``. Each run has its
-    ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is chosen),
-    ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far (what
-    tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the final seeds still to
-    come; the estimate multiplies the epochs left by the median measured epoch time of the
-    method (robust to an epoch slowed by a pause or a busy machine), or of the method it
-    ablates until the ablation has run. ``seconds_left`` is run time summed over runs; with
-    ``jobs`` runs side by side (whose epoch times were measured that way) the wall clock left is
-    roughly ``seconds_left / jobs``, which :func:`format_status` prints too. Methods with no finished epoch yet
-    (listed in ``untimed``) are counted at the slowest measured method's epoch time, a guess that
-    errs low for the TFCKD variants (about twice a baseline's step, ``bench/bench_distill.py``);
-    ``seconds_left`` is ``None`` only while no epoch at all has been measured. A λ-grid
-    extension (:func:`tuned_grid`) is planned only once the runs that call for it have finished.
+    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed", "jobs"}``. Each run
+    has its ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is
+    chosen), ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far
+    (what tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the
+    final seeds still to come; the estimate multiplies the epochs left by the median measured
+    epoch time of the method (robust to an epoch slowed by a pause or a busy machine), or of
+    the method it ablates until the ablation has run. ``seconds_left`` is run time summed over
+    runs; with ``jobs`` runs side by side (whose epoch times were measured that way) the wall
+    clock left is roughly ``seconds_left / jobs``, which :func:`format_status` prints too.
+    Methods with no finished epoch yet (listed in ``untimed``) are counted at the slowest
+    measured method's epoch time, a guess that errs low for the TFCKD variants (two to four and a
+    half times a baseline's step, ``bench/bench_distill.py``); ``seconds_left`` is ``None`` only while no
+    epoch at all has been measured. A λ-grid extension (:func:`tuned_grid`) is planned only
+    once the runs that call for it have finished.
     """
     from .distill import METHODS
 

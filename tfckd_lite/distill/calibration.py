@@ -59,6 +59,13 @@ from torch import nn
 STREAMS = ("time", "freq")
 
 
+def _check_positive_ints(owner: str, **values) -> None:
+    """Raise ``ValueError`` naming ``owner`` unless every value is an int >= 1 (not a bool)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+
+
 class CalibrationWeights(NamedTuple):
     """Calibration weights ``[B, T, n_s, n_t]`` per stream (``None`` for a stream switched off).
 
@@ -128,10 +135,8 @@ class TFCalibration(nn.Module):
                  released_normalisation: bool = False, streams: tuple[str, ...] = STREAMS,
                  norm_eps: float = 1e-8):
         super().__init__()
-        for name, value in (("n_student", n_student), ("n_teacher", n_teacher),
-                            ("frames", frames), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TFCalibration: {name} must be a positive int, got {value!r}")
+        _check_positive_ints("TFCalibration", n_student=n_student, n_teacher=n_teacher,
+                             frames=frames, batch_size=batch_size)
         streams = tuple(streams)
         if not streams or set(streams) - set(STREAMS) or len(set(streams)) != len(streams):
             raise ValueError(f"TFCalibration: streams must be a non-empty subset of {STREAMS}, "
@@ -210,12 +215,10 @@ def weight_ceiling(n_teacher: int, tied: int = 1) -> float:
     ``tied`` preferred keys and opposite to the rest (module docstring). It does not apply to
     ``released_normalisation=True``.
 
-    >>> round(weight_ceiling(3), 4), round(weight_ceiling(2), 4), round(weight_ceiling(3, tied=2), 4)
-    (0.787, 0.8808, 0.4683)
+    >>> [round(weight_ceiling(n, tied), 4) for n, tied in ((3, 1), (2, 1), (3, 2))]
+    [0.787, 0.8808, 0.4683]
     """
-    for name, value in (("n_teacher", n_teacher), ("tied", tied)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"weight_ceiling: {name} must be a positive int, got {value!r}")
+    _check_positive_ints("weight_ceiling", n_teacher=n_teacher, tied=tied)
     if tied > n_teacher:
         raise ValueError(f"weight_ceiling: tied={tied} exceeds n_teacher={n_teacher}")
     return math.e / (tied * math.e + (n_teacher - tied) / math.e)
@@ -240,11 +243,33 @@ def log_weight_spread(weights) -> torch.Tensor:
     """
     w = torch.as_tensor(weights, dtype=torch.float64)
     if w.dim() < 1 or w.shape[-1] < 1:
-        raise ValueError(f"log_weight_spread expects weights [..., n_t], got shape {tuple(w.shape)}")
+        raise ValueError(f"log_weight_spread expects weights [..., n_t], got shape "
+                         f"{tuple(w.shape)}")
     if not (w > 0).all():
         raise ValueError("log_weight_spread needs positive weights (a softmax's); got a zero, "
                          "negative or NaN weight")
     return (w.amax(-1).log() - w.amin(-1).log()).to(torch.float32)
+
+
+def stage_spreads(weights: dict) -> dict[str, dict[str, float]]:
+    """How decisive each stage's weights are, on average: ``{stage: {stream: spread}}``.
+
+    Notebooks: 04_calibration_weights.ipynb, 05_distillation.ipynb (the results table)
+
+    ``weights``: ``{stage: {stream: w}}`` with ``w`` per frame ``[B, T, n_s, n_t]`` (as from
+    ``distiller.calibration_weights``; averaged over utterances and frames first) or already
+    averaged ``[n_s, n_t]`` (as ``calibration_summary`` and ``history.json`` store them, nested
+    lists accepted). ``spread`` is :func:`log_weight_spread` of each row of the mean weights,
+    averaged over rows: 0 is uniform, 2 the ceiling of the SemCKD normalisation.
+    """
+    spreads = {}
+    for stage, streams in weights.items():
+        spreads[stage] = {}
+        for stream, w in streams.items():
+            w = torch.as_tensor(w).detach().to(torch.float64)       # a summary: floats out
+            mean = w.mean(dim=(0, 1)) if w.dim() == 4 else w
+            spreads[stage][stream] = float(log_weight_spread(mean).mean())
+    return spreads
 
 
 def uniform_weights(batch: int, frames: int, n_student: int, n_teacher: int,
