@@ -13,7 +13,7 @@ export IPYTHONDIR          := $(abspath $(VENV))/etc/ipython
 export MPLCONFIGDIR        := $(abspath $(VENV))/etc/matplotlib
 PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup lab test unit notebooks bench clean help system-deps data pretrained assignments reproduce reproduce-status
+.PHONY: setup lab test unit notebooks bench clean help system-deps data pretrained assignments reproduce reproduce-status reproduce-stage
 
 help:
 	@echo "make lab    - set up .venv and open JupyterLab on the overview notebook"
@@ -23,6 +23,7 @@ help:
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"
 	@echo "make reproduce - every distillation method x 3 seeds on 'small'; ships the results (GPU: minutes, CPU: many hours)"
 	@echo "make reproduce-status - how far 'make reproduce' has got, and the time left"
+	@echo "make reproduce-stage - git add the experiment's finished runs (to resume on another machine)"
 	@echo "make assignments - generate the student versions of the graded assignments (nbgrader)"
 
 # The stamp is rebuilt only when the dependency list changes, so a second run is instant.
@@ -82,11 +83,16 @@ pretrained: data
 # The distillation experiment of notebook 05: every method x 3 seeds under one budget, λ tuned on
 # validation; resumable (re-run the same command after an interruption). --ship exports the best
 # seeds and the report into tfckd_lite/pretrained. On a CPU, two single-threaded runs side by side.
-REPRODUCE_ARGS := --data data/generated/small --out runs/reproduce --jobs 2
+# The folder is committed (finished runs only), so a fresh clone resumes where it stopped;
+# HOURS=2.5 starts only runs estimated to finish within 2.5 h, then stops (commit, resume later).
+REPRODUCE_ARGS := --data data/generated/small --out experiments/distillation-small --jobs 2
 reproduce: data
-	$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --ship
+	$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) $(if $(HOURS),--hours $(HOURS)) --ship
 reproduce-status: setup
 	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --status
+# stage the finished runs for a commit (runs in progress are never staged)
+reproduce-stage: setup
+	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --finished | xargs -r git add --
 
 # Student versions of the graded assignments: nbgrader replaces the solutions by stubs and writes
 # notebooks/assignments/release/<name>/ (and its gradebook.db). nbgrader runs helper programs

@@ -21,6 +21,7 @@ from tfckd_lite.distill import build_distiller
 from tfckd_lite.experiment import ExperimentConfig, Run
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import build_model
+from tfckd_lite.train import manifest_sha256
 
 
 def tiny_config(root, out, **overrides) -> ExperimentConfig:
@@ -230,6 +231,12 @@ def test_ship_exports_students_with_a_loadable_distiller(finished, tmp_path, mon
     torch.testing.assert_close(row_sums, torch.ones_like(row_sums))
     with pytest.raises(KeyError, match="no distiller extras"):
         pretrained.load_distiller("lite-teacher")
+    # a method outside SHIPPED_EXTRAS ships its student alone
+    monkeypatch.setattr(experiment, "SHIPPED_EXTRAS", ())
+    experiment.ship(results, progress=False)
+    load_model(pretrained.resolve("lite-student-tfckd"))
+    with pytest.raises(KeyError, match="no distiller extras"):
+        pretrained.load_distiller("lite-student-tfckd")
 
 
 def test_load_distiller_refuses_a_retrained_teacher(finished, tmp_path, monkeypatch):
@@ -335,8 +342,8 @@ class _FakeTraining:
     """Stands in for ``subprocess.Popen`` of ``train``: each run takes ``polls`` polls, then
     writes a finished history (or none, for the runs in ``unfinished``) and exits 0."""
 
-    def __init__(self, cfg, polls=2, unfinished=()):
-        self.cfg, self.polls, self.unfinished = cfg, polls, set(unfinished)
+    def __init__(self, cfg, polls=2, unfinished=(), seconds=100.0):
+        self.cfg, self.polls, self.unfinished, self.seconds = cfg, polls, set(unfinished), seconds
         self.started, self.running, self.peak = [], 0, 0
 
     def __call__(self, argv, **kwargs):
@@ -356,7 +363,8 @@ class _FakeTraining:
                 if self.returncode is None:
                     fake.running -= 1
                     if out.name not in fake.unfinished:
-                        (out / "history.json").write_text(json.dumps([{}] * fake.cfg.epochs))
+                        (out / "history.json").write_text(
+                            json.dumps([{"seconds": fake.seconds}] * fake.cfg.epochs))
                     self.returncode = 0
                 return 0
 
@@ -386,6 +394,79 @@ def test_parallel_training_starts_runs_as_the_plan_grows(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="without finishing"):
         experiment.train_runs([Run("none", None, 0)], again, progress=False)
     assert len(stuck.started) == 1
+
+
+def test_a_deadline_starts_only_runs_that_fit_and_the_rest_resumes(monkeypatch, tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path, methods=("none", "tfckd"), seeds=(0, 1, 2), jobs=2)
+    fake = _FakeTraining(cfg, seconds=100.0)
+    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
+    monkeypatch.setattr(experiment.time, "sleep", lambda seconds: None)
+    none = [Run("none", None, s) for s in cfg.seeds]
+    tfckd = Run("tfckd", 1.0, 0)
+    # nothing timed yet: the first run starts whatever the deadline
+    assert experiment.run_seconds(none[0], cfg, experiment.epoch_times(cfg)) is None
+    assert experiment.train_runs([none[0]], cfg, progress=False,
+                                 deadline=experiment.time.time() + 1)
+    assert fake.started == [none[0].folder(cfg)]
+    # none is timed at 100 s an epoch; untimed tfckd at 4.5 x that: 450 s do not fit in 300 s,
+    # so it is skipped and the 'none' seeds after it in the plan fill the budget instead
+    times = experiment.epoch_times(cfg)
+    assert times == {"none": [100.0] * cfg.epochs}
+    assert experiment.run_seconds(tfckd, cfg, times) == pytest.approx(450.0 * cfg.epochs)
+    assert experiment.run_seconds(none[0], cfg, times) == 0.0          # finished
+    plan = [tfckd, none[1], none[2]]
+    assert not experiment.train_runs(plan, cfg, progress=False,
+                                     deadline=experiment.time.time() + 300)
+    assert fake.started[1:] == [none[1].folder(cfg), none[2].folder(cfg)]
+    assert not tfckd.finished(cfg)
+    # only finished runs may be committed (a history without its resume state is refused)
+    tfckd.folder(cfg).mkdir(parents=True)
+    (tfckd.folder(cfg) / "history.json").write_text("[]")
+    assert experiment.finished_files(cfg) == [r.folder(cfg) for r in none]
+    # an unfinished run's files without their resume state (say, committed by mistake from
+    # another machine) cannot be resumed: the run starts over instead of being refused
+    assert tfckd.orphaned(cfg) and tfckd.argv(cfg)[-1] == "--no-resume"
+    assert not none[0].orphaned(cfg) and "--no-resume" not in none[0].argv(cfg)   # finished
+    # without a deadline (or with room for it) the same call resumes and finishes
+    assert experiment.train_runs(plan, cfg, progress=False)
+    assert fake.started[-1] == tfckd.folder(cfg) and tfckd.finished(cfg)
+
+
+def test_a_stopped_experiment_returns_no_results_and_says_how_to_resume(mini, tmp_path, capsys):
+    cfg = tiny_config(mini, tmp_path / "stopped", methods=("none",), seeds=(0, 1))
+    with pytest.raises(ValueError, match="hours must be positive"):
+        experiment.reproduce(cfg, progress=False, hours=0)
+    first = Run("none", None, 0).folder(cfg)
+    first.mkdir(parents=True)          # one epoch timed at an hour: seed 1 cannot fit
+    (first / "history.json").write_text(json.dumps([{"seconds": 3600.0}]))
+    save_model(first / "best.safetensors", build_model("lite-student"), metrics={"pesq_wb": 1.5})
+    args = build_parser().parse_args(["reproduce", "--data", str(mini), "--out", cfg.out,
+                                      "--methods", "none", "--seeds", "0", "1", "--epochs", "2",
+                                      "--kd-weights", "1", "--hours", "0.5"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "0 of 2 runs finished" in out and "stopped: no run left" in out
+    assert not (Path(cfg.out) / "results.json").exists()
+
+
+def test_default_grids_are_centred_per_method_and_one_grid_overrides_them(tmp_path):
+    cfg = ExperimentConfig(data=str(tmp_path), out=str(tmp_path))
+    assert cfg.kd_weights is None
+    for method, grid in experiment.TUNING_GRIDS.items():
+        assert experiment.kd_grid(method, cfg) == grid
+        assert len(grid) == 3 and grid[1] / grid[0] == grid[2] / grid[1] == experiment.GRID_STEP
+        assert {r.kd_weight for r in experiment.tuning_runs(cfg) if r.method == method} == \
+            set(grid)
+    # the ablations are not tuned; every other tuned method has a grid of its own
+    from tfckd_lite.distill import METHODS
+    tuned = {m for m in METHODS if m != "none" and not METHODS[m].ablation_of}
+    assert tuned == set(experiment.TUNING_GRIDS)
+    assert "--kd-weights" not in experiment.reproduce_command(cfg)
+    one = dataclasses.replace(cfg, kd_weights=(2.0, 20.0))
+    assert all(experiment.kd_grid(m, one) == (2.0, 20.0) for m in experiment.TUNING_GRIDS)
+    assert experiment.reproduce_command(one).endswith("--kd-weights 2 20")
+    args = build_parser().parse_args(["reproduce", "--data", "d", "--out", "o"])
+    assert args.kd_weights is None
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -430,12 +511,35 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
         record.write_text(json.dumps(stored))
     with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 1 -> 2"):
         experiment.reproduce(dataclasses.replace(cfg, epochs=2), progress=False)
+    # the data is rebuilt on each machine: a set built differently is refused
+    assert stored["data_manifest_sha256"] == manifest_sha256(cfg.data)
+    record.write_text(json.dumps({**stored, "data_manifest_sha256": "0" * 64}))
+    try:
+        with pytest.raises(experiment.ExperimentMismatchError, match="on other data"):
+            experiment.check_experiment_folder(cfg)
+    finally:
+        record.write_text(json.dumps(stored))
     other = tmp_path / "other-teacher.safetensors"
     torch.manual_seed(3)
     save_model(other, build_model("lite-teacher"), preset="lite-teacher")
     monkeypatch.setattr(experiment, "_teacher_file", lambda cfg: other)
     with pytest.raises(experiment.ExperimentMismatchError, match="another version of the teacher"):
         experiment.check_experiment_folder(cfg)
+
+
+def test_the_lambda_grids_a_folder_started_with_are_kept(mini, monkeypatch, tmp_path):
+    cfg = ExperimentConfig(data=str(mini), out=str(tmp_path), methods=("none", "tfckd"))
+    stored = experiment.check_experiment_folder(cfg)
+    assert stored["tuning_grids"] == {"tfckd": list(experiment.TUNING_GRIDS["tfckd"])}
+    # TUNING_GRIDS is code, not configuration: a change to it is caught like a changed setting
+    monkeypatch.setitem(experiment.TUNING_GRIDS, "tfckd", (1.0, 10.0, 100.0))
+    with pytest.raises(experiment.ExperimentMismatchError, match="λ grid of tfckd"):
+        experiment.check_experiment_folder(cfg)
+    # a record from before the grids were recorded gets them at its next start
+    record = tmp_path / "experiment.json"
+    record.write_text(json.dumps({k: v for k, v in stored.items() if k != "tuning_grids"}))
+    assert experiment.check_experiment_folder(cfg)["tuning_grids"] == {"tfckd": [1.0, 10.0, 100.0]}
+    assert json.loads(record.read_text())["tuning_grids"] == {"tfckd": [1.0, 10.0, 100.0]}
 
 
 def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, capsys):
@@ -474,9 +578,10 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     assert report["untimed"] == ["output"]
     output_runs = [r for r in report["runs"] if r["method"] == "output"]
     assert len(output_runs) == 3                          # λ 1 and 10 on seed 0, seed 1
-    assert report["seconds_left"] == pytest.approx(cfg.epochs * 3 * slowest)
+    assert report["seconds_left"] == pytest.approx(
+        cfg.epochs * 3 * slowest * experiment.UNTIMED_FACTOR)
     assert report["done"] == 2 + 3 + 1 and report["total"] == 2 + 3 + 1 + 3
-    assert "counted at the slowest measured method's epoch time: output" in \
+    assert "counted at 4.5 x the slowest measured method's epoch time: output" in \
         experiment.format_status(report, cfg.epochs)
 
 

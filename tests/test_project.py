@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import nbformat
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +112,25 @@ def test_readme_shows_the_shipped_experiment_results():
             "README's experiment table is out of date: paste experiment.results_markdown(" \
             "experiment.shipped_results())"
         assert shipped["command"] in readme
+
+
+def test_the_committed_experiment_folder_keeps_what_a_fresh_clone_resumes_from():
+    """``make reproduce`` writes into a tracked folder: finished runs are committed, resume
+    states and logs are not, and distiller extras only for the methods whose distiller ships."""
+    from tfckd_lite import experiment
+    from tfckd_lite.distill import METHODS
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    makefile = (ROOT / "Makefile").read_text()
+    folder = re.search(r"REPRODUCE_ARGS := .*--out (\S+)", makefile).group(1)
+    run = f"{folder}/runs/{{}}/lam-1/seed-0/{{}}"
+    paths = {run.format(m, f): (f in ("best.safetensors", "history.json", "test.json")
+                                or (f == "best.extras.safetensors"
+                                    and m in experiment.SHIPPED_EXTRAS))
+             for m in METHODS for f in ("best.safetensors", "history.json", "test.json",
+                                        "best.extras.safetensors", "last.state.safetensors",
+                                        "train.log")}
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()
+    assert {p for p, kept in paths.items() if not kept} == set(ignored)

@@ -5,7 +5,7 @@ Notebook: 05_distillation.ipynb
 ``python -m tfckd_lite reproduce`` (``make reproduce``) runs, with a shipped teacher:
 
 1. **λ tuning on the validation split.** Each KD method is trained with seed ``seeds[0]`` for
-   every λ of the grid ``kd_weights``; the λ whose best epoch has the highest *validation*
+   every λ of its grid (:func:`kd_grid`); the λ whose best epoch has the highest *validation*
    PESQ-WB is kept (ties: the smaller λ). The test split plays no part in any choice. The
    grid is log-spaced because the KD terms differ from the SE loss by orders of magnitude
    at initialisation (about 1e-3 to 5e-2 against 0.04 to 1) and from one method to another.
@@ -13,7 +13,9 @@ Notebook: 05_distillation.ipynb
    tuned only up to its edge would be compared unfairly: the grid is then extended by one
    factor-10 step past that end (e.g. 0.1 after {1, 10, 100}), again if the new value wins,
    at most ``grid_extensions`` times per method (:func:`tuned_grid`); the choice is still made
-   on validation PESQ-WB over every λ tried.
+   on validation PESQ-WB over every λ tried. Each method starts from three factor-10 steps
+   centred on the λ a first tuning pass chose (:data:`TUNING_GRIDS`, where the pass is
+   described); ``kd_weights`` sets one grid for every method instead.
    The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``,
    ``tfckd-released``: ``METHODS[m].ablation_of``) are not tuned: they reuse the λ chosen for
    ``tfckd``, so that each differs from the full method in the one component it removes (or,
@@ -30,7 +32,8 @@ Notebook: 05_distillation.ipynb
    table) and ``results.png`` (the figure) in the output folder. Per method: mean ± sample
    std over seeds of PESQ-WB, STOI, ESTOI and SI-SDR; the student's parameters and GFLOP per
    second of audio, the extra parameters trained only during distillation, the training wall
-   time (including the per-epoch validation), and the share of the teacher–student gap each
+   time (epochs × the run's median epoch time, validation included: an epoch stretched by a
+   paused process or a busy machine does not count), and the share of the teacher–student gap each
    method closes, ``(method − none) / (teacher − none)`` on the means. Then ``tfckd`` against
    every other method clip by clip (:func:`paired_comparison`): the mean per-clip difference
    of PESQ-WB and SI-SDR with a bootstrap interval over the test clips, so that a difference
@@ -45,11 +48,27 @@ finished runs and cached test scores are kept, an interrupted run continues from
 checkpoint. ``jobs > 1`` runs that many training processes side by side (on a CPU, two
 single-threaded runs finish sooner than two two-threaded runs in a row). A full run takes many
 hours on a CPU and is resumed across sessions, so ``<out>/experiment.json`` records the teacher's
-sha256 and the settings at the first start and a resume with another teacher or budget is
-refused (:func:`check_experiment_folder`); ``--status`` (:func:`status`) prints how far it got.
+and the data manifest's sha256 and the settings at the first start, and a resume with another
+teacher, data or budget is refused (:func:`check_experiment_folder`); ``--status``
+(:func:`status`) prints how far it got.
+
+Across machines. ``make reproduce`` writes into ``experiments/distillation-small/``, which is
+part of the repository: what a finished run needs for the table and the shipping (its best
+weights, ``history.json``, cached test scores, and the distiller extras of the methods in
+:data:`SHIPPED_EXTRAS`) is committed, while checkpoints of runs in progress and logs are
+ignored (``experiments/distillation-small/.gitignore``: a TFCKD checkpoint with its optimiser
+state is about 7 MB). A fresh clone (with ``make data``, which rebuilds the set bit for bit:
+the manifest's sha256 is checked) therefore resumes where the committed runs stop;
+``make reproduce-stage`` stages only finished runs (:func:`finished_files`), and an unfinished
+run committed anyway starts over (:meth:`Run.orphaned`). So that no work is lost when a
+machine is only lent for a while, ``hours`` (``--hours``) gives the command a wall-clock
+budget: it starts a run only when the run's estimated time (:func:`run_seconds`) fits in what
+is left, and returns without results once no remaining run fits and none is running; the same
+command resumes later.
 
 ``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
-``tfckd_lite/pretrained/lite-student-<method>`` (with its distiller extras) and the report as
+``tfckd_lite/pretrained/lite-student-<method>`` (with the distiller extras of the methods in
+:data:`SHIPPED_EXTRAS`) and the report as
 ``tfckd_lite/pretrained/results/distillation.{json,md,png}``, which notebook 05 and the README
 show.
 """
@@ -78,6 +97,10 @@ PAIRED_REFERENCE = "tfckd"
 PAIRED_METRICS = ("pesq_wb", "si_sdr")
 RESULTS_DIR = Path(__file__).resolve().parent / "pretrained" / "results"
 SHIPPED_NAME = "distillation"
+#: methods whose trained distiller (calibration, fusion) ships with the student: those notebook 04
+#: draws. The others ship the student only; their extras (up to 2.2 MB each) stay in the run
+#: folders and are not committed (experiments/distillation-small/.gitignore).
+SHIPPED_EXTRAS = ("tfckd", "tfckd-released")
 
 
 @dataclass
@@ -88,9 +111,9 @@ class ExperimentConfig:
 
     The defaults are the full experiment: the schedule of the shipped lite student baseline
     (6 epochs of the ``small`` training split as built, batch 8 x 1 s, AdamW 1e-3 with 200
-    warm-up steps and cosine decay, 100 validation clips per epoch), three seeds, λ in
-    {1, 10, 100} extended by up to ``grid_extensions`` factor-10 steps past an end where the
-    best λ lies (:func:`tuned_grid`). ``remix_snr=(low, high)`` remixes every crop on the fly
+    warm-up steps and cosine decay, 100 validation clips per epoch), three seeds, each method's
+    λ grid of :data:`TUNING_GRIDS` (``kd_weights``: one grid for all) extended by up to
+    ``grid_extensions`` factor-10 steps past an end where the best λ lies (:func:`tuned_grid`). ``remix_snr=(low, high)`` remixes every crop on the fly
     instead (off by default, like the shipped models: README, "How the recipe got here").
     """
 
@@ -100,7 +123,7 @@ class ExperimentConfig:
     student: str = "lite-student"
     methods: tuple[str, ...] = ()          # () = every method of distill.METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
-    kd_weights: tuple[float, ...] = (1.0, 10.0, 100.0)
+    kd_weights: tuple[float, ...] | None = None   # None: per-method grids (TUNING_GRIDS)
     grid_extensions: int = 2
     epochs: int = 6
     steps_per_epoch: int | None = None
@@ -122,7 +145,8 @@ class ExperimentConfig:
         self.remix_snr = check_remix_snr(self.remix_snr)
         self.methods = tuple(self.methods) or tuple(METHODS)
         self.seeds = tuple(int(s) for s in self.seeds)
-        self.kd_weights = tuple(float(w) for w in self.kd_weights)
+        if self.kd_weights is not None:
+            self.kd_weights = tuple(float(w) for w in self.kd_weights)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
@@ -131,7 +155,8 @@ class ExperimentConfig:
                              "the baseline every gap is measured from")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
-        if not self.kd_weights or any(w <= 0 for w in self.kd_weights):
+        if self.kd_weights is not None and (not self.kd_weights
+                                            or any(w <= 0 for w in self.kd_weights)):
             raise ValueError(f"the λ grid must hold positive values, got {self.kd_weights}")
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
@@ -167,7 +192,20 @@ class Run:
             args += ["--remix-snr", *(f"{v:g}" for v in cfg.remix_snr)]
         if self.kd_weight is not None:
             args += ["--teacher", cfg.teacher, "--kd-weight", f"{self.kd_weight:g}"]
+        if self.orphaned(cfg):
+            args.append("--no-resume")
         return args
+
+    def orphaned(self, cfg: ExperimentConfig) -> bool:
+        """The folder holds files of an unfinished run but not its resume state (e.g. they were
+        committed from another machine, where the state is not kept): nothing can be resumed, so
+        the run starts over (``train`` would otherwise refuse the folder)."""
+        from .train import BEST_DESCRIPTION_FILE, BEST_EXTRAS_FILE, BEST_FILE, STATE_FILE
+
+        folder = self.folder(cfg)
+        outputs = (BEST_FILE, BEST_DESCRIPTION_FILE, BEST_EXTRAS_FILE, "history.json")
+        return (not (folder / STATE_FILE).is_file() and not self.finished(cfg)
+                and any((folder / name).is_file() for name in outputs))
 
     def finished(self, cfg: ExperimentConfig) -> bool:
         history = self.folder(cfg) / "history.json"
@@ -183,8 +221,33 @@ def lambda_source(method: str, cfg: ExperimentConfig) -> str:
     return source if source in cfg.methods else method
 
 
-#: Factor between a grid end and the λ tried past it (the default grid's own spacing).
+#: Factor between a grid end and the λ tried past it (the grids' own spacing).
 GRID_STEP = 10.0
+
+#: The λ grid each tuned method starts from: three factor-10 steps centred on the λ that a first
+#: tuning pass chose. That pass (this protocol, seed 0, from {1, 10, 100} with two extensions
+#: allowed; its run folders were lost with the machine they ran on, before the experiment folder
+#: was committed) kept λ = 1000 for ``output`` (of 1 ... 10^4), 0.01 for ``fitnets`` (of 0.01
+#: ... 100; a second extension was not allowed), 1 for ``frame-similarity`` (of 1, 10, 100),
+#: 0.1 for ``tfckd-intra`` (of 0.01 ... 100) and, of the λ that had finished, 1 for ``tfckd``
+#: (λ = 10 and 100 were far behind after one or two epochs). Starting there spares about seven
+#: runs of the coarse search (a sixth of the CPU time) and gives every method the same
+#: resolution around its optimum; the extensions still follow an optimum that moved to an end.
+TUNING_GRIDS: dict[str, tuple[float, ...]] = {
+    "output": (100.0, 1000.0, 10000.0),
+    "fitnets": (0.001, 0.01, 0.1),
+    "frame-similarity": (0.1, 1.0, 10.0),
+    "tfckd-intra": (0.01, 0.1, 1.0),
+    "tfckd": (0.1, 1.0, 10.0),
+}
+#: the grid of a tuned method that has none in TUNING_GRIDS (a method added to the registry)
+DEFAULT_GRID = (1.0, 10.0, 100.0)
+
+
+def kd_grid(method: str, cfg: ExperimentConfig) -> tuple[float, ...]:
+    """The λ grid ``method``'s tuning starts from: ``cfg.kd_weights`` when set, else its entry
+    of :data:`TUNING_GRIDS` (:data:`DEFAULT_GRID` for a method without one)."""
+    return cfg.kd_weights or TUNING_GRIDS.get(method, DEFAULT_GRID)
 
 
 def tuned_grid(method: str, cfg: ExperimentConfig) -> list[float]:
@@ -199,7 +262,7 @@ def tuned_grid(method: str, cfg: ExperimentConfig) -> list[float]:
     judge and is never extended. The result depends on which runs have finished, so the
     experiment asks again after each round of training.
     """
-    grid = sorted(cfg.kd_weights)
+    grid = sorted(kd_grid(method, cfg))
     for _ in range(cfg.grid_extensions if len(grid) > 1 else 0):
         runs = [Run(method, w, cfg.seeds[0]) for w in grid]
         if not all(run.finished(cfg) for run in runs):
@@ -265,8 +328,54 @@ def planned_runs(cfg: ExperimentConfig) -> list[Run]:
     return runs
 
 
-def train_runs(runs, cfg: ExperimentConfig, progress: bool = True) -> None:
-    """Train the unfinished ``runs`` (``cfg.jobs`` at a time); a failing run raises.
+#: An untimed method (no epoch measured in the folder yet) is estimated at the slowest measured
+#: method's epoch time times this: the largest step-cost ratio to a plain student step that
+#: ``bench/bench_distill.py`` measured (full TFCKD, 4.4), rounded up, so that estimates, and
+#: with them a ``--hours`` budget, err on the early side.
+UNTIMED_FACTOR = 4.5
+
+
+def epoch_times(cfg: ExperimentConfig) -> dict[str, list[float]]:
+    """Every epoch time measured so far in ``cfg.out``, per method (from each run's
+    ``history.json``; with ``jobs`` runs side by side these are the times of that setting)."""
+    times: dict[str, list[float]] = {}
+    for history in sorted(Path(cfg.out, "runs").glob("*/**/history.json")):
+        method = history.relative_to(Path(cfg.out, "runs")).parts[0]
+        times.setdefault(method, []).extend(h["seconds"]
+                                            for h in json.loads(history.read_text()))
+    return times
+
+
+def epoch_seconds(method: str, times: dict[str, list[float]]) -> float | None:
+    """Estimated seconds per epoch of ``method``: the median measured time of the method (robust
+    to an epoch slowed by a pause or a busy machine), else of the method it ablates, else
+    (untimed) the slowest measured method's times :data:`UNTIMED_FACTOR`; ``None`` while nothing
+    at all has been measured."""
+    from .distill import METHODS
+
+    own = times.get(method) or times.get(METHODS[method].ablation_of or method)
+    if own:
+        return float(np.median(own))
+    measured = [float(np.median(t)) for t in times.values() if t]
+    return max(measured) * UNTIMED_FACTOR if measured else None
+
+
+def run_seconds(run: Run, cfg: ExperimentConfig, times: dict[str, list[float]]) -> float | None:
+    """Estimated training seconds ``run`` still needs: its epochs left times
+    :func:`epoch_seconds` (0 once finished; ``None`` when nothing has been timed yet)."""
+    history = run.folder(cfg) / "history.json"
+    done = len(json.loads(history.read_text())) if history.is_file() else 0
+    left = max(cfg.epochs - done, 0)
+    if not left:
+        return 0.0
+    per_epoch = epoch_seconds(run.method, times)
+    return None if per_epoch is None else left * per_epoch
+
+
+def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
+               deadline: float | None = None) -> bool:
+    """Train the unfinished ``runs`` (``cfg.jobs`` at a time); a failing run raises. Returns
+    ``True`` when every run has finished, ``False`` when the ``deadline`` stopped it first.
 
     ``runs``: a list, or a function returning one (e.g. ``lambda: planned_runs(cfg)``), asked
     again whenever a run finishes, so that runs a finished one makes possible (a λ-grid step,
@@ -274,6 +383,11 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True) -> None:
     the slowest run of a stage. In this process when ``jobs == 1`` (through the same CLI
     function), else as ``python -m tfckd_lite train`` subprocesses with ``OMP_NUM_THREADS =
     cores // jobs`` whose output goes to ``train.log`` in each run folder.
+
+    ``deadline`` (a ``time.time()`` instant): a run is started only if its estimated time
+    (:func:`run_seconds`; a run nothing has been timed for yet always starts) fits before it,
+    the first such run in plan order, so short runs fill the end of the budget. The call
+    returns once no run is running and none fits.
     """
     from .cli import build_parser
     from tqdm.auto import tqdm
@@ -282,12 +396,18 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True) -> None:
     started: list[Run] = []       # by this call; each run is started at most once
     ended: list[Run] = []
 
+    def fits(run: Run) -> bool:
+        if deadline is None:
+            return True
+        needed = run_seconds(run, cfg, epoch_times(cfg))
+        return needed is None or time.time() + needed <= deadline
+
     def next_run() -> Run | None:
         for run in plan():
             if run in ended and not run.finished(cfg):
                 raise RuntimeError(f"training run {run} ended without finishing its "
                                    f"{cfg.epochs} epochs; see {run.folder(cfg)}")
-            if run not in started and not run.finished(cfg):
+            if run not in started and not run.finished(cfg) and fits(run):
                 return run
         return None
 
@@ -308,7 +428,7 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True) -> None:
             bar.update(1)
             bar.total = bar.n + todo()
         bar.close()
-        return
+        return todo() == 0
     threads = str(max(1, (os.cpu_count() or 1) // cfg.jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     active = []
@@ -343,6 +463,7 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True) -> None:
             proc.wait()
             log.close()
         bar.close()
+    return todo() == 0
 
 
 def validation_score(run: Run, cfg: ExperimentConfig) -> float:
@@ -558,7 +679,8 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
         history = json.loads((folder / "history.json").read_text())
         per_run.append({"method": run.method, "kd_weight": run.kd_weight, "seed": run.seed,
                         "folder": str(folder), "valid_pesq_wb": validation_score(run, cfg),
-                        "train_seconds": sum(h["seconds"] for h in history[:cfg.epochs]),
+                        "train_seconds": cfg.epochs * float(np.median(
+                            [h["seconds"] for h in history[:cfg.epochs]])),
                         "calibration_spread": final_calibration_spread(history, cfg.epochs),
                         "test": {k: summary[k] for k in summary if isinstance(summary[k], float)}})
     teacher = _test_scores(_teacher_file(cfg), Path(cfg.out, "teacher.test.json"), cfg,
@@ -612,7 +734,7 @@ def reproduce_command(cfg: ExperimentConfig) -> str:
         args += ["--remix-snr", *(f"{v:g}" for v in cfg.remix_snr)]
     for key, flag in (("methods", "--methods"), ("seeds", "--seeds"),
                       ("kd_weights", "--kd-weights")):
-        if getattr(cfg, key) != getattr(default, key):
+        if getattr(cfg, key) not in (None, getattr(default, key)):
             args += [flag, *(f"{v:g}" if isinstance(v, float) else str(v)
                              for v in getattr(cfg, key))]
     return "python -m tfckd_lite " + shlex.join(args)
@@ -652,8 +774,9 @@ def results_markdown(results: dict) -> str:
                      + f" | {gap_text} | {params} | {cx['student_gflops']:.2f} | {minutes:.1f} |")
     jobs = results.get("config", {}).get("jobs")
     side_by_side = f", {jobs} runs side by side" if jobs and jobs > 1 else ""
-    lines += ["", "Train time: wall-clock minutes per run (validation included, mean over seeds)"
-              f"{side_by_side} on the machine that ran them, so it also carries that machine's "
+    lines += ["", "Train time: wall-clock minutes per run (epochs × the run's median epoch, "
+              f"validation included; mean over seeds){side_by_side} on the machine that ran them, "
+              "so it also carries that machine's "
               "load; the controlled cost of one step per method is `bench/bench_distill.py`'s."]
     if results.get("paired"):
         lines += ["", paired_markdown(results["paired"])]
@@ -843,7 +966,7 @@ def write_report(results: dict, folder: str | Path, stem: str = "results") -> di
 
 
 class ExperimentMismatchError(RuntimeError):
-    """An experiment folder was started with another teacher or another budget."""
+    """An experiment folder was started with another teacher, other data or another budget."""
 
 
 #: settings that may change between sessions of one experiment (they do not change results)
@@ -858,20 +981,28 @@ def _teacher_file(cfg: ExperimentConfig) -> Path:
 
 
 def check_experiment_folder(cfg: ExperimentConfig) -> dict:
-    """Record (first start) or check (resume) the teacher and budget of ``cfg.out``.
+    """Record (first start) or check (resume) the teacher, data and budget of ``cfg.out``.
 
     Notebook: 05_distillation.ipynb
 
-    ``<out>/experiment.json`` holds the configuration and the sha256 of the teacher file. A
-    full experiment takes many hours on a CPU, so it is resumed across sessions; resuming with
-    a retrained teacher or another budget would silently mix runs that are not comparable
-    (finished runs are not retrained), so it raises :class:`ExperimentMismatchError` naming
-    what differs. ``jobs`` and ``device`` may change, and methods may be added (the record is
-    updated); none may be removed.
+    ``<out>/experiment.json`` holds the configuration, the λ grid each tuned method starts from
+    (:func:`kd_grid`) and the sha256 of the teacher file and of the data's manifest (which
+    lists every file's sha256). A full experiment takes many hours
+    on a CPU, so it is resumed across sessions and machines, with the data rebuilt on each;
+    resuming with a retrained teacher, a differently built set or another budget would silently
+    mix runs that are not comparable (finished runs are not retrained), so it raises
+    :class:`ExperimentMismatchError` naming what differs. ``jobs`` and ``device`` may change,
+    and methods may be added (the record is updated); none may be removed.
     """
     import hashlib
 
+    from .train import manifest_sha256
+
     digest = hashlib.sha256(_teacher_file(cfg).read_bytes()).hexdigest()
+    data_digest = manifest_sha256(cfg.data)
+    # the grids each tuned method starts from (TUNING_GRIDS lives in the code, not the config)
+    grids = {m: list(kd_grid(m, cfg)) for m in cfg.methods
+             if m != "none" and lambda_source(m, cfg) == m}
     settings = {k: v for k, v in asdict(cfg).items() if k not in _FREE_SETTINGS}
     settings = json.loads(json.dumps(settings))        # tuples -> lists, as stored
     record = Path(cfg.out) / "experiment.json"
@@ -882,6 +1013,11 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
                 f"{cfg.out} was started with another version of the teacher {cfg.teacher!r} "
                 f"(sha256 {stored['teacher_sha256'][:12]}..., now {digest[:12]}...); its runs "
                 "cannot be mixed with new ones: use a new --out")
+        if stored.get("data_manifest_sha256") != data_digest:
+            raise ExperimentMismatchError(
+                f"{cfg.out} was started on other data than {cfg.data} (manifest sha256 "
+                f"{str(stored.get('data_manifest_sha256'))[:12]}..., now {str(data_digest)[:12]}"
+                "...); rebuild the set with the same builder and profile, or use a new --out")
         # a setting added to ExperimentConfig after the folder was started is absent from it:
         # it compares as its default (e.g. grid_extensions, added while phase 1 of the first
         # full experiment was running; no λ had been chosen yet)
@@ -894,16 +1030,22 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
         added = "methods" in changed and set(saved["methods"]) <= set(settings["methods"])
         if added:
             del changed["methods"]
+        # recorded since the first committed experiment (absent from a record: record it now)
+        known = stored.get("tuning_grids", grids)
+        changed.update({f"λ grid of {m}": (known[m], g) for m, g in grids.items()
+                        if m in known and known[m] != g})
         if changed:
             detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise ExperimentMismatchError(f"{cfg.out} was started with other settings ({detail}); "
                                           "use the same settings or a new --out")
-        if added:
-            stored = {**stored, "config": {**stored["config"], "methods": settings["methods"]}}
+        if added or any(m not in known for m in grids) or "tuning_grids" not in stored:
+            stored = {**stored, "config": {**stored["config"], "methods": settings["methods"]},
+                      "tuning_grids": {**known, **grids}}
             atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
         return stored
     record.parent.mkdir(parents=True, exist_ok=True)
-    stored = {"config": settings, "teacher_sha256": digest, "library_version": __version__}
+    stored = {"config": settings, "teacher_sha256": digest, "data_manifest_sha256": data_digest,
+              "tuning_grids": grids, "library_version": __version__}
     atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
     return stored
 
@@ -917,16 +1059,15 @@ def status(cfg: ExperimentConfig) -> dict:
     has its ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is
     chosen), ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far
     (what tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the
-    final seeds still to come; the estimate multiplies the epochs left by the median measured
-    epoch time of the method (robust to an epoch slowed by a pause or a busy machine), or of
-    the method it ablates until the ablation has run. ``seconds_left`` is run time summed over
-    runs; with ``jobs`` runs side by side (whose epoch times were measured that way) the wall
-    clock left is roughly ``seconds_left / jobs``, which :func:`format_status` prints too.
-    Methods with no finished epoch yet (listed in ``untimed``) are counted at the slowest
-    measured method's epoch time, a guess that errs low for the TFCKD variants (two to four and a
-    half times a baseline's step, ``bench/bench_distill.py``); ``seconds_left`` is ``None`` only while no
-    epoch at all has been measured. A λ-grid extension (:func:`tuned_grid`) is planned only
-    once the runs that call for it have finished.
+    final seeds still to come; the estimate sums over them the epochs left times
+    :func:`epoch_seconds` (the method's median measured epoch time, or that of the method it
+    ablates; for a method with no epoch measured yet, listed in ``untimed``, the slowest
+    measured method's times :data:`UNTIMED_FACTOR`, which errs high for all but full TFCKD).
+    ``seconds_left`` is run time summed over runs, ``None`` only while no epoch at all has been
+    measured; with ``jobs`` runs side by side (whose epoch times were measured that way) the
+    wall clock left is roughly ``seconds_left / jobs``, which :func:`format_status` prints too.
+    A λ-grid extension (:func:`tuned_grid`) is planned only once the runs that call for it
+    have finished.
     """
     from .distill import METHODS
 
@@ -936,32 +1077,40 @@ def status(cfg: ExperimentConfig) -> dict:
     planned = runs + [r for r in final_runs(cfg, chosen) if r not in runs and
                       (r.method == "none" or r.kd_weight is not None or r.seed != cfg.seeds[0]
                        or lambda_source(r.method, cfg) != r.method)]
-    epoch_seconds: dict[str, list[float]] = {}
-    rows = []
+    times = epoch_times(cfg)
+    rows, left, untimed = [], 0.0, []
     for run in planned:
         history_file = run.folder(cfg) / "history.json"
         known = run.kd_weight is not None or run.method == "none"
         history = (json.loads(history_file.read_text())
                    if known and history_file.is_file() else [])
-        epoch_seconds.setdefault(run.method, []).extend(h["seconds"] for h in history)
+        done = min(len(history), cfg.epochs)
         rows.append({"method": run.method, "kd_weight": run.kd_weight if known else None,
-                     "seed": run.seed, "epochs_done": min(len(history), cfg.epochs),
+                     "seed": run.seed, "epochs_done": done,
                      "valid_pesq_wb": validation_score(run, cfg) if history else None})
-    measured = [float(np.median(t)) for t in epoch_seconds.values() if t]
-    left, untimed = 0.0, []
-    for row in rows:
-        times = (epoch_seconds.get(row["method"])
-                 or epoch_seconds.get(METHODS[row["method"]].ablation_of or row["method"]))
-        remaining = cfg.epochs - row["epochs_done"]
-        if remaining and not times:
-            if row["method"] not in untimed:
-                untimed.append(row["method"])
-            left += remaining * max(measured, default=math.nan)
-        elif remaining:
-            left += remaining * float(np.median(times))
+        if done < cfg.epochs:
+            timed = times.get(run.method) or times.get(METHODS[run.method].ablation_of or "")
+            if not timed and run.method not in untimed:
+                untimed.append(run.method)
+            per_epoch = epoch_seconds(run.method, times)
+            left += (cfg.epochs - done) * (math.nan if per_epoch is None else per_epoch)
+    measured = any(times.values())
     return {"runs": rows, "done": sum(r["epochs_done"] == cfg.epochs for r in rows),
-            "total": len(rows), "seconds_left": None if not measured else left,
+            "total": len(rows), "seconds_left": left if measured else None,
             "untimed": untimed, "jobs": cfg.jobs}
+
+
+def finished_files(cfg: ExperimentConfig) -> list[Path]:
+    """What may be committed of ``cfg.out``: ``experiment.json`` and the folder of every run that
+    has trained all its epochs (``make reproduce-stage`` adds them to git; the folder's
+    ``.gitignore`` leaves out their resume state). A run in progress is never listed: its
+    history without its resume state would be refused by ``train`` on a fresh clone."""
+    out = Path(cfg.out)
+    listed = [out / "experiment.json"] if (out / "experiment.json").is_file() else []
+    for history in sorted(out.glob("runs/*/**/history.json")):
+        if len(json.loads(history.read_text())) >= cfg.epochs:
+            listed.append(history.parent)
+    return listed
 
 
 def format_status(report: dict, epochs: int) -> str:
@@ -981,23 +1130,33 @@ def format_status(report: dict, epochs: int) -> str:
         eta += f" (roughly {left / jobs / 3600:.1f} h of wall clock with {jobs} runs side by side)"
     lines.append(f"{report['done']} of {report['total']} runs finished; {eta}")
     if left is not None and report.get("untimed"):
-        lines.append("not yet timed, counted at the slowest measured method's epoch time: "
-                     + ", ".join(report["untimed"]))
+        lines.append(f"not yet timed, counted at {UNTIMED_FACTOR:g} x the slowest measured "
+                     "method's epoch time: " + ", ".join(report["untimed"]))
     return "\n".join(lines)
 
 
-def reproduce(cfg: ExperimentConfig, progress: bool = True) -> dict:
+def reproduce(cfg: ExperimentConfig, progress: bool = True,
+              hours: float | None = None) -> dict | None:
     """Run (or resume) the whole experiment and write its report; returns the results.
 
     Notebook: 05_distillation.ipynb
 
-    The folder's teacher and budget are checked first (:func:`check_experiment_folder`).
+    The folder's teacher, data and budget are checked first (:func:`check_experiment_folder`).
+    With ``hours``, runs are started only while they are estimated to finish within that many
+    hours of wall clock (:func:`train_runs`); if runs remain then, it returns ``None`` (call
+    again to resume).
     """
+    if hours is not None and not hours > 0:
+        raise ValueError(f"hours must be positive, got {hours}")
+    deadline = None if hours is None else time.time() + hours * 3600
     check_experiment_folder(cfg)
     # the plan grows as runs finish (λ-grid steps, then each method's other seeds)
-    train_runs(lambda: planned_runs(cfg), cfg, progress)
+    if not train_runs(lambda: planned_runs(cfg), cfg, progress, deadline):
+        return None
     chosen = choose_kd_weights(cfg)
-    train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg, progress)
+    if not train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg,
+                      progress, deadline):
+        return None
     results = collect_results(cfg, chosen, progress)
     results["report"] = {k: str(v) for k, v in write_report(results, cfg.out).items()}
     return results
@@ -1008,8 +1167,9 @@ def ship(results: dict, progress: bool = True) -> dict[str, Path]:
 
     Notebook: 05_distillation.ipynb
 
-    ``lite-student-<method>`` (best seed by validation PESQ-WB, with its distiller extras) for
-    every method but ``none``, and ``pretrained/results/distillation.{json,md,png}``.
+    ``lite-student-<method>`` (best seed by validation PESQ-WB; with its distiller extras for
+    the methods of :data:`SHIPPED_EXTRAS`) for every method but ``none``, and
+    ``pretrained/results/distillation.{json,md,png}``.
     """
     from . import pretrained
 
@@ -1023,7 +1183,7 @@ def ship(results: dict, progress: bool = True) -> dict[str, Path]:
         cached = json.loads((folder / "test.json").read_text())
         shipped[method] = pretrained.export(
             folder, f"{cfg.student}-{method}", cfg.data, report=cached, progress=progress,
-            command=results["command"] + " --ship")
+            command=results["command"] + " --ship", extras=method in SHIPPED_EXTRAS)
     write_report(results, RESULTS_DIR, stem=SHIPPED_NAME)
     return shipped
 
@@ -1051,8 +1211,9 @@ def register(subparsers) -> None:
     p.add_argument("--student", default=defaults.student)
     p.add_argument("--methods", nargs="+", default=None, help="default: every method")
     p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
-    p.add_argument("--kd-weights", nargs="+", type=float, default=list(defaults.kd_weights),
-                   help="the λ grid tuned on the validation split")
+    p.add_argument("--kd-weights", nargs="+", type=float, default=None,
+                   help="one λ grid, tuned on the validation split, for every method "
+                        "(default: each method's grid of experiment.TUNING_GRIDS)")
     p.add_argument("--grid-extensions", type=int, default=defaults.grid_extensions,
                    help="factor-10 steps the λ grid may be extended past an end where the best "
                         "λ lies (0: the fixed grid)")
@@ -1070,6 +1231,12 @@ def register(subparsers) -> None:
                    help="export the best seeds and the report into tfckd_lite/pretrained")
     p.add_argument("--status", action="store_true",
                    help="print how far the experiment folder has got and exit")
+    p.add_argument("--finished", action="store_true",
+                   help="list experiment.json and the folders of the finished runs (what may be "
+                        "committed) and exit")
+    p.add_argument("--hours", type=float, default=None,
+                   help="wall-clock budget: start a run only if it is estimated to finish within "
+                        "this many hours; stop (resumable) when none fits")
     p.set_defaults(func=_reproduce_command)
 
 
@@ -1077,7 +1244,8 @@ def _reproduce_command(args) -> int:
     cfg = ExperimentConfig(
         data=args.data, out=args.out, teacher=args.teacher, student=args.student,
         methods=tuple(args.methods or ()), seeds=tuple(args.seeds),
-        kd_weights=tuple(args.kd_weights), grid_extensions=args.grid_extensions,
+        kd_weights=None if args.kd_weights is None else tuple(args.kd_weights),
+        grid_extensions=args.grid_extensions,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         segment_seconds=args.segment_seconds, lr=args.lr, warmup_steps=args.warmup_steps,
@@ -1087,7 +1255,15 @@ def _reproduce_command(args) -> int:
     if args.status:
         print(format_status(status(cfg), cfg.epochs))
         return 0
-    results = reproduce(cfg)
+    if args.finished:
+        print("\n".join(str(path) for path in finished_files(cfg)))
+        return 0
+    results = reproduce(cfg, hours=args.hours)
+    if results is None:
+        print(format_status(status(cfg), cfg.epochs))
+        print(f"stopped: no run left is estimated to finish within --hours {args.hours:g}; "
+              "run the same command again to resume")
+        return 0
     print(results_markdown(results))
     print("report:", ", ".join(results["report"].values()))
     if args.ship:

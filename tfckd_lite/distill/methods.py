@@ -21,10 +21,10 @@ name                   what the student learns from the teacher
 
 ``tfckd-released`` is the one ablation that swaps rather than removes a component. It is there
 because the default SemCKD normalisation caps the calibration (cosine logits: no weight more
-than e² times another, ``calibration.weight_ceiling``), and the experiment's ``tfckd-intra``
-runs sat at that cap within one epoch, frame-independent; the released normalisation has no
-per-frame cap and keeps weights that vary from frame to frame. Whether that matters for the
-student is what the ablation measures.
+than e² times another, ``calibration.weight_ceiling``), and in a first pass of the experiment
+the ``tfckd-intra`` runs sat at that cap within one epoch, frame-independent; the released
+normalisation has no per-frame cap and keeps weights that vary from frame to frame. Whether that
+matters for the student is what the ablation measures.
 
 ``build_distiller(method, teacher, student, batch_size, frames, se_loss=..., kd_weight=None,
 **options)`` builds one. ``kd_weight=None`` takes the method's default λ (``METHODS[m].kd_weight``,

@@ -187,7 +187,7 @@ def load_distiller(name: str):
 
 def export(run_dir, name: str, data_root, split: str = "test", command: str | None = None,
            max_clips: int | None = None, progress: bool = True,
-           report: dict | None = None) -> Path:
+           report: dict | None = None, extras: bool = True) -> Path:
     """Ship a run's best model as ``pretrained/<name>``, with its test-split scores.
 
     Notebook: 03_training.ipynb
@@ -198,8 +198,8 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     training history and the test summary (``report``: an ``evaluate`` result already computed
     for this model, to skip scoring it again), with the summary per noise type and per SNR
     (``test["by"]``, :func:`tfckd_lite.metrics.summary_by`) when the corpus logs them. A
-    distillation run's ``best.extras.safetensors`` is shipped next to it. Returns the written
-    path.
+    distillation run's ``best.extras.safetensors`` is shipped next to it (unless ``extras`` is
+    false: the student alone). Returns the written path.
     """
     from ..audio import atomic_write_bytes
     from ..checkpoint import load_model, save_model
@@ -225,10 +225,10 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     if command:
         description["export_command"] = command
     written = save_model(PRETRAINED_DIR / f"{name}.safetensors", model, **description)
-    extras = run_dir / "best.extras.safetensors"
+    extras_file = run_dir / "best.extras.safetensors"
     target = PRETRAINED_DIR / f"{name}{EXTRAS_SUFFIX}"
-    if extras.is_file():
-        atomic_write_bytes(target, extras.read_bytes())
+    if extras and extras_file.is_file():
+        atomic_write_bytes(target, extras_file.read_bytes())
     elif target.exists():
         target.unlink()                 # a stale file from an earlier export of this name
     return written
