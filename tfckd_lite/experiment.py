@@ -328,11 +328,12 @@ def planned_runs(cfg: ExperimentConfig) -> list[Run]:
     return runs
 
 
-#: An untimed method (no epoch measured in the folder yet) is estimated at the slowest measured
-#: method's epoch time times this: the largest step-cost ratio to a plain student step that
-#: ``bench/bench_distill.py`` measured (full TFCKD, 4.4), rounded up, so that estimates, and
-#: with them a ``--hours`` budget, err on the early side.
-UNTIMED_FACTOR = 4.5
+#: An untimed method (no epoch measured in the folder yet) is estimated at the fastest measured
+#: method's epoch time times this. The fastest is at most a plain student's epoch (``none`` is
+#: the cheapest method), and the dearest method, full TFCKD, costs 4.4 plain steps on the idle
+#: machine (``bench/bench_distill.py``) and somewhat more when two runs share its cores; the
+#: margin makes estimates, and with them a ``--hours`` budget, err on the early side.
+UNTIMED_FACTOR = 5.5
 
 
 def epoch_times(cfg: ExperimentConfig) -> dict[str, list[float]]:
@@ -349,7 +350,7 @@ def epoch_times(cfg: ExperimentConfig) -> dict[str, list[float]]:
 def epoch_seconds(method: str, times: dict[str, list[float]]) -> float | None:
     """Estimated seconds per epoch of ``method``: the median measured time of the method (robust
     to an epoch slowed by a pause or a busy machine), else of the method it ablates, else
-    (untimed) the slowest measured method's times :data:`UNTIMED_FACTOR`; ``None`` while nothing
+    (untimed) the fastest measured method's times :data:`UNTIMED_FACTOR`; ``None`` while nothing
     at all has been measured."""
     from .distill import METHODS
 
@@ -357,7 +358,7 @@ def epoch_seconds(method: str, times: dict[str, list[float]]) -> float | None:
     if own:
         return float(np.median(own))
     measured = [float(np.median(t)) for t in times.values() if t]
-    return max(measured) * UNTIMED_FACTOR if measured else None
+    return min(measured) * UNTIMED_FACTOR if measured else None
 
 
 def run_seconds(run: Run, cfg: ExperimentConfig, times: dict[str, list[float]]) -> float | None:
@@ -1061,8 +1062,8 @@ def status(cfg: ExperimentConfig) -> dict:
     (what tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the
     final seeds still to come; the estimate sums over them the epochs left times
     :func:`epoch_seconds` (the method's median measured epoch time, or that of the method it
-    ablates; for a method with no epoch measured yet, listed in ``untimed``, the slowest
-    measured method's times :data:`UNTIMED_FACTOR`, which errs high for all but full TFCKD).
+    ablates; for a method with no epoch measured yet, listed in ``untimed``, the fastest
+    measured method's times :data:`UNTIMED_FACTOR`, which errs high).
     ``seconds_left`` is run time summed over runs, ``None`` only while no epoch at all has been
     measured; with ``jobs`` runs side by side (whose epoch times were measured that way) the
     wall clock left is roughly ``seconds_left / jobs``, which :func:`format_status` prints too.
@@ -1130,7 +1131,7 @@ def format_status(report: dict, epochs: int) -> str:
         eta += f" (roughly {left / jobs / 3600:.1f} h of wall clock with {jobs} runs side by side)"
     lines.append(f"{report['done']} of {report['total']} runs finished; {eta}")
     if left is not None and report.get("untimed"):
-        lines.append(f"not yet timed, counted at {UNTIMED_FACTOR:g} x the slowest measured "
+        lines.append(f"not yet timed, counted at {UNTIMED_FACTOR:g} x the fastest measured "
                      "method's epoch time: " + ", ".join(report["untimed"]))
     return "\n".join(lines)
 
