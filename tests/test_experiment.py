@@ -469,6 +469,34 @@ def test_default_grids_are_centred_per_method_and_one_grid_overrides_them(tmp_pa
     assert args.kd_weights is None
 
 
+def test_sigterm_stops_the_training_processes_too(monkeypatch, tmp_path):
+    import os
+    import signal
+
+    cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1), jobs=2)
+    fake = _FakeTraining(cfg, polls=10)
+    terminated = []
+    real_call = fake.__call__
+
+    def popen(argv, **kwargs):
+        proc = real_call(argv, **kwargs)
+        proc.terminate = lambda: terminated.append(argv[argv.index("--out") + 1])
+        return proc
+    monkeypatch.setattr(experiment.subprocess, "Popen", popen)
+    ticks = []
+
+    def sleep(seconds):                 # `kill <pid>` arrives while both runs train
+        ticks.append(seconds)
+        if len(ticks) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(experiment.time, "sleep", sleep)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit, match="run the same command again"):
+        experiment.train_runs([Run("none", None, s) for s in cfg.seeds], cfg, progress=False)
+    assert sorted(terminated) == sorted(str(Run("none", None, s).folder(cfg)) for s in cfg.seeds)
+    assert signal.getsignal(signal.SIGTERM) == before              # the handler is restored
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"methods": ("tfckd", "nonsense")}, "unknown method"),
     ({"methods": ("tfckd",)}, "needs method 'none'"),

@@ -79,8 +79,10 @@ import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -383,7 +385,9 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     the seeds of a method whose λ is settled) start at once instead of a slot waiting idle for
     the slowest run of a stage. In this process when ``jobs == 1`` (through the same CLI
     function), else as ``python -m tfckd_lite train`` subprocesses with ``OMP_NUM_THREADS =
-    cores // jobs`` whose output goes to ``train.log`` in each run folder.
+    cores // jobs`` whose output goes to ``train.log`` in each run folder; those processes are
+    stopped with it (an exception, Ctrl-C, or SIGTERM to this process), and each resumes from
+    its last checkpoint at the next call.
 
     ``deadline`` (a ``time.time()`` instant): a run is started only if its estimated time
     (:func:`run_seconds`; a run nothing has been timed for yet always starts) fits before it,
@@ -433,6 +437,11 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     threads = str(max(1, (os.cpu_count() or 1) // cfg.jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     active = []
+    # `kill <pid>` (SIGTERM) must stop the training processes too, not leave them running
+    # unowned (a later call would start a second trainer on the same folder); a job started in
+    # the background ignores Ctrl-C's SIGINT, so SIGTERM is how it is stopped
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal) if in_main else None
     try:
         while True:
             while len(active) < cfg.jobs and (run := next_run()) is not None:
@@ -464,7 +473,13 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
             proc.wait()
             log.close()
         bar.close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     return todo() == 0
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}; run the same command again to resume")
 
 
 def validation_score(run: Run, cfg: ExperimentConfig) -> float:
