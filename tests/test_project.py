@@ -130,7 +130,7 @@ def test_the_committed_experiment_folder_keeps_what_a_fresh_clone_resumes_from()
                                     and m in experiment.SHIPPED_EXTRAS))
              for m in METHODS for f in ("best.safetensors", "history.json", "test.json",
                                         "best.extras.safetensors", "last.state.safetensors",
-                                        "train.log")}
+                                        "train.log", ".train.lock")}
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT,
                              capture_output=True, text=True).stdout.split()
     assert {p for p, kept in paths.items() if not kept} == set(ignored)

@@ -153,6 +153,18 @@ def test_a_fresh_start_never_mixes_with_an_earlier_run(tmp_path, splits):
     assert json.loads((tmp_path / "history.json").read_text()) == again.history
 
 
+def test_a_second_trainer_in_the_same_folder_is_refused(tmp_path, splits):
+    from tfckd_lite.audio import FolderBusyError, folder_lock
+    from tfckd_lite.train import LOCK_FILE
+
+    with folder_lock(tmp_path, LOCK_FILE):            # another process training here
+        with pytest.raises(FolderBusyError, match="another process is working in"):
+            fit(_task(), *splits, tmp_path, _config(epochs=1), progress=False, valid_workers=1)
+    assert not (tmp_path / STATE_FILE).exists()       # it touched nothing
+    fit(_task(), *splits, tmp_path, _config(epochs=1), progress=False, valid_workers=1)
+    assert (tmp_path / STATE_FILE).exists()           # the lock is released after each fit
+
+
 def test_non_finite_loss_stops_training(tmp_path, splits):
     task = _task()
     task.se_loss = lambda est, ref: (est - ref).square().mean() * float("nan")

@@ -26,6 +26,7 @@ file or the whole file, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -40,8 +41,8 @@ import numpy as np
 from .stft import SAMPLE_RATE  # one source of truth: the STFT front-end
 
 __all__ = ["AudioError", "ResampleWarning", "AudioInfo", "audio_info", "read_audio", "resample",
-           "to_pcm16", "wav_bytes", "write_wav", "atomic_write_bytes", "sha256_file",
-           "sha256_bytes"]
+           "to_pcm16", "wav_bytes", "write_wav", "atomic_write_bytes", "folder_lock",
+           "FolderBusyError", "sha256_file", "sha256_bytes"]
 
 
 class AudioError(ValueError):
@@ -249,6 +250,40 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+class FolderBusyError(RuntimeError):
+    """Another process holds the lock of a folder (see :func:`folder_lock`)."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder, name: str, wait: bool = True):
+    """Hold an advisory lock on ``folder`` (the file ``folder/name``) for the ``with`` block.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    For work that two processes must not do at once in one folder (building a dataset, training
+    a run). ``wait=False`` raises :class:`FolderBusyError` at once instead of waiting. The lock
+    is the kernel's (``flock``), so it is released when its process dies, even by ``kill -9``.
+    Without ``fcntl`` (Windows) it does nothing.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / name, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise FolderBusyError(f"another process is working in {folder} (it holds "
+                                  f"{folder / name}); wait for it or stop it first") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_wav(path, samples, sample_rate: int = SAMPLE_RATE) -> str:

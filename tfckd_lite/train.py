@@ -186,6 +186,10 @@ def _optimisation_step(task: nn.Module, optimizer, params: list, noisy: torch.Te
     return losses
 
 
+#: held by the process training in a run folder (a second trainer there is refused)
+LOCK_FILE = ".train.lock"
+
+
 def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
         config: TrainConfig | None = None, progress: bool = True, resume: bool = True,
         description: dict | None = None, valid_workers: int | None = None) -> TrainResult:
@@ -212,14 +216,24 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     task with a ``resume_signature()`` method (a distiller: method, λ, options, teacher hash)
     has that stored in the state, and a resume whose signature differs is refused like one with
     another config. Plain tasks have none, and their state is written exactly as before.
+
+    Only one process trains in a folder at a time: a second one gets
+    :class:`tfckd_lite.audio.FolderBusyError` at once (two would overwrite each other's state).
     """
+    from .audio import folder_lock
+
+    with folder_lock(run_dir, LOCK_FILE, wait=False):
+        return _fit(task, train_set, valid_set, Path(run_dir), config, progress, resume,
+                    description, valid_workers)
+
+
+def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, description,
+         valid_workers) -> TrainResult:
     from .audio import atomic_write_bytes
     from .data import make_loader
     import json
 
     config = config or TrainConfig()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     model = task.model
     task.to(device)

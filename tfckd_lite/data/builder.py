@@ -34,7 +34,6 @@ build when all match, and rebuilds otherwise (an interrupted build has no manife
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -48,13 +47,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, atomic_write_bytes, sha256_bytes, sha256_file, wav_bytes
+from ..audio import (SAMPLE_RATE, atomic_write_bytes, folder_lock, sha256_bytes, sha256_file,
+                     wav_bytes)
 from . import speech
 from .noise import make_noise
 
 FORMAT = "tfckd_lite.reduced_dataset"
 BUILDER_VERSION = 3                   # bump whenever a change alters the files built
 MANIFEST = "manifest.json"
+BUILD_LOCK = ".build.lock"            # held while a set is built or verified (folder_lock)
 MARKER = ".tfckd_lite_build"          # present from the first byte written by a build
 SPLITS = ("train", "valid", "test")
 SPLIT_FOLDERS = {
@@ -359,22 +360,6 @@ def _decode_all(relpaths: list[str], root: Path) -> dict[str, np.ndarray]:
     return {rel: speech.decode_g722(root / rel) for rel in relpaths}
 
 
-@contextlib.contextmanager
-def _build_lock(out_dir: Path):
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:            # Windows: no advisory locks; builds must not overlap
-        yield
-        return
-    with open(out_dir / ".build.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _fingerprint(profile: Profile, seed: int, sources: dict) -> str:
     public = {k: v for k, v in sources.items() if not k.startswith("_")}
     payload = {"format": FORMAT, "builder_version": BUILDER_VERSION, "profile": asdict(profile),
@@ -438,7 +423,7 @@ def _remove_unlisted(out_dir: Path, keep: set[str]) -> None:
 def _check_target(out_dir: Path) -> None:
     if not out_dir.exists():
         return
-    entries = [p for p in out_dir.iterdir() if p.name != ".build.lock"]
+    entries = [p for p in out_dir.iterdir() if p.name != BUILD_LOCK]
     if entries and not (out_dir / MANIFEST).exists() and not (out_dir / MARKER).exists():
         raise FileExistsError(f"{out_dir} is not empty and was not written by build_dataset; "
                               f"choose an empty or new folder (found e.g. {entries[0].name})")
@@ -482,7 +467,7 @@ def build_dataset(out_dir, profile: str = "mini", seed: int = 0, progress: bool 
                       f"install them: {speech.INSTALL_HINT}", MissingSourceWarning, stacklevel=2)
     fingerprint = _fingerprint(prof, seed, sources)
 
-    with _build_lock(out_dir):
+    with folder_lock(out_dir, BUILD_LOCK):
         _check_target(out_dir)
         if not force and (out_dir / MANIFEST).exists():
             try:
