@@ -33,8 +33,8 @@ Notebook: 05_distillation.ipynb
    std over seeds of PESQ-WB, STOI, ESTOI and SI-SDR; the student's parameters and GFLOP per
    second of audio, the extra parameters trained only during distillation, the training wall
    time (epochs × the run's median epoch time, validation included: an epoch stretched by a
-   paused process or a busy machine does not count), and the share of the teacher–student gap each
-   method closes, ``(method − none) / (teacher − none)`` on the means. Then ``tfckd`` against
+   paused process or a busy machine does not count), and the share of the teacher–student gap
+   each method closes, ``(method − none) / (teacher − none)`` on the means. Then ``tfckd`` against
    every other method clip by clip (:func:`paired_comparison`): the mean per-clip difference
    of PESQ-WB and SI-SDR with a bootstrap interval over the test clips, so that a difference
    of a few hundredths can be told from the luck of the clips; and, against ``none``, the same
@@ -115,8 +115,9 @@ class ExperimentConfig:
     (6 epochs of the ``small`` training split as built, batch 8 x 1 s, AdamW 1e-3 with 200
     warm-up steps and cosine decay, 100 validation clips per epoch), three seeds, each method's
     λ grid of :data:`TUNING_GRIDS` (``kd_weights``: one grid for all) extended by up to
-    ``grid_extensions`` factor-10 steps past an end where the best λ lies (:func:`tuned_grid`). ``remix_snr=(low, high)`` remixes every crop on the fly
-    instead (off by default, like the shipped models: README, "How the recipe got here").
+    ``grid_extensions`` factor-10 steps past an end where the best λ lies (:func:`tuned_grid`).
+    ``remix_snr=(low, high)`` remixes every crop on the fly instead (off by default, like the
+    shipped models: README, "How the recipe got here").
     """
 
     data: str
@@ -349,14 +350,19 @@ def epoch_times(cfg: ExperimentConfig) -> dict[str, list[float]]:
     return times
 
 
+def _own_times(method: str, times: dict[str, list[float]]) -> list[float]:
+    """The epoch times measured for ``method``, or for the method it ablates; [] if none."""
+    from .distill import METHODS
+
+    return times.get(method) or times.get(METHODS[method].ablation_of or method) or []
+
+
 def epoch_seconds(method: str, times: dict[str, list[float]]) -> float | None:
     """Estimated seconds per epoch of ``method``: the median measured time of the method (robust
     to an epoch slowed by a pause or a busy machine), else of the method it ablates, else
     (untimed) the fastest measured method's times :data:`UNTIMED_FACTOR`; ``None`` while nothing
     at all has been measured."""
-    from .distill import METHODS
-
-    own = times.get(method) or times.get(METHODS[method].ablation_of or method)
+    own = _own_times(method, times)
     if own:
         return float(np.median(own))
     measured = [float(np.median(t)) for t in times.values() if t]
@@ -401,18 +407,20 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     started: list[Run] = []       # by this call; each run is started at most once
     ended: list[Run] = []
 
-    def fits(run: Run) -> bool:
+    def fits(run: Run, times: dict[str, list[float]] | None) -> bool:
         if deadline is None:
             return True
-        needed = run_seconds(run, cfg, epoch_times(cfg))
+        needed = run_seconds(run, cfg, times)
         return needed is None or time.time() + needed <= deadline
 
     def next_run() -> Run | None:
+        # the measured epoch times, read once per look at the plan, not once per candidate
+        times = None if deadline is None else epoch_times(cfg)
         for run in plan():
             if run in ended and not run.finished(cfg):
                 raise RuntimeError(f"training run {run} ended without finishing its "
                                    f"{cfg.epochs} epochs; see {run.folder(cfg)}")
-            if run not in started and not run.finished(cfg) and fits(run):
+            if run not in started and not run.finished(cfg) and fits(run, times):
                 return run
         return None
 
@@ -792,8 +800,8 @@ def results_markdown(results: dict) -> str:
     side_by_side = f", {jobs} runs side by side" if jobs and jobs > 1 else ""
     lines += ["", "Train time: wall-clock minutes per run (epochs × the run's median epoch, "
               f"validation included; mean over seeds){side_by_side} on the machine that ran them, "
-              "so it also carries that machine's "
-              "load; the controlled cost of one step per method is `bench/bench_distill.py`'s."]
+              "so it also carries that machine's load; the controlled cost of one step per "
+              "method is `bench/bench_distill.py`'s."]
     if results.get("paired"):
         lines += ["", paired_markdown(results["paired"])]
     calibration = calibration_markdown(results)
@@ -1003,8 +1011,8 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
 
     ``<out>/experiment.json`` holds the configuration, the λ grid each tuned method starts from
     (:func:`kd_grid`) and the sha256 of the teacher file and of the data's manifest (which
-    lists every file's sha256). A full experiment takes many hours
-    on a CPU, so it is resumed across sessions and machines, with the data rebuilt on each;
+    lists every file's sha256). A full experiment takes many hours on a CPU, so it is resumed
+    across sessions and machines, with the data rebuilt on each;
     resuming with a retrained teacher, a differently built set or another budget would silently
     mix runs that are not comparable (finished runs are not retrained), so it raises
     :class:`ExperimentMismatchError` naming what differs. ``jobs`` and ``device`` may change,
@@ -1085,8 +1093,6 @@ def status(cfg: ExperimentConfig) -> dict:
     A λ-grid extension (:func:`tuned_grid`) is planned only once the runs that call for it
     have finished.
     """
-    from .distill import METHODS
-
     runs = tuning_runs(cfg)
     # a method's λ is known as soon as its own tuning is over, as in the scheduler
     chosen = {m: settled_kd_weight(m, cfg) for m in cfg.methods}
@@ -1105,8 +1111,7 @@ def status(cfg: ExperimentConfig) -> dict:
                      "seed": run.seed, "epochs_done": done,
                      "valid_pesq_wb": validation_score(run, cfg) if history else None})
         if done < cfg.epochs:
-            timed = times.get(run.method) or times.get(METHODS[run.method].ablation_of or "")
-            if not timed and run.method not in untimed:
+            if not _own_times(run.method, times) and run.method not in untimed:
                 untimed.append(run.method)
             per_epoch = epoch_seconds(run.method, times)
             left += (cfg.epochs - done) * (math.nan if per_epoch is None else per_epoch)
