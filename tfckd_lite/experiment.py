@@ -916,7 +916,8 @@ def plot_results(results: dict, axes=None):
         ax.set_ylim(low - pad, high + pad)
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
         ax.set_title(label)
-    axes[0].legend(fontsize=8, loc="lower right")
+    # one legend beside the panels: inside any panel it would cover bars
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     return fig, axes
 
 
