@@ -23,7 +23,7 @@ help:
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"
 	@echo "make reproduce - every distillation method x 3 seeds on 'small'; ships the results (GPU: minutes, CPU: many hours)"
 	@echo "make reproduce-status - how far 'make reproduce' has got, and the time left"
-	@echo "make reproduce-stage - git add the experiment's finished runs (to resume on another machine)"
+	@echo "make reproduce-stage - git add the experiment's finished runs and the resume files of runs in progress"
 	@echo "make assignments - generate the student versions of the graded assignments (nbgrader)"
 
 # The stamp is rebuilt only when the dependency list changes, so a second run is instant.
@@ -83,16 +83,19 @@ pretrained: data
 # The distillation experiment of notebook 05: every method x 3 seeds under one budget, λ tuned on
 # validation; resumable (re-run the same command after an interruption). --ship exports the best
 # seeds and the report into tfckd_lite/pretrained. On a CPU, two single-threaded runs side by side.
-# The folder is committed (finished runs only), so a fresh clone resumes where it stopped;
-# HOURS=2.5 starts only runs estimated to finish within 2.5 h, then stops (commit, resume later).
+# The folder is committed, so a fresh clone resumes where it stopped. On a machine lent for a while:
+#   STOP_AFTER=2.6  trains for 2.6 h, then stops the runs in progress at their last checkpoint;
+#                   `make reproduce-stage` then commits them too, and the next machine continues
+#   HOURS=2.5       starts only runs estimated to finish within 2.5 h and waits for them
 REPRODUCE_ARGS := --data data/generated/small --out experiments/distillation-small --jobs 2
 reproduce: data
-	$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) $(if $(HOURS),--hours $(HOURS)) --ship
+	$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) $(if $(HOURS),--hours $(HOURS)) \
+	  $(if $(STOP_AFTER),--stop-after $(STOP_AFTER)) --ship
 reproduce-status: setup
 	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --status
-# stage the finished runs for a commit (runs in progress are never staged)
+# stage what a fresh clone resumes from: finished runs, and the resume files of runs in progress
 reproduce-stage: setup
-	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --finished | xargs -r git add --
+	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --stage
 
 # Student versions of the graded assignments: nbgrader replaces the solutions by stubs and writes
 # notebooks/assignments/release/<name>/ (and its gradebook.db). nbgrader runs helper programs

@@ -449,6 +449,132 @@ def test_a_stopped_experiment_returns_no_results_and_says_how_to_resume(mini, tm
     assert not (Path(cfg.out) / "results.json").exists()
 
 
+class _FakeClock:
+    """Stands in for the ``time`` module in ``experiment``: each ``sleep`` advances the clock."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_stop_after_stops_the_runs_in_progress_and_the_same_call_resumes(monkeypatch, tmp_path,
+                                                                          jobs):
+    cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1), jobs=jobs)
+    fake = _FakeTraining(cfg, polls=10)
+    terminated = []
+    real_call = fake.__call__
+
+    def popen(argv, **kwargs):
+        proc = real_call(argv, **kwargs)
+        proc.terminate = lambda: terminated.append(argv[argv.index("--out") + 1])
+        return proc
+    monkeypatch.setattr(experiment.subprocess, "Popen", popen)
+    clock = _FakeClock()
+    monkeypatch.setattr(experiment, "time", clock)
+    runs = [Run("none", None, s) for s in cfg.seeds]
+    # runs start whatever their estimate (even with jobs=1, as processes that can be stopped)
+    # and are stopped at the instant, unfinished; the call says so
+    assert not experiment.train_runs(runs, cfg, progress=False, stop_at=clock.now + 3)
+    assert fake.started == [r.folder(cfg) for r in runs[:jobs]]
+    assert terminated == [str(r.folder(cfg)) for r in runs[:jobs]]
+    assert not any(r.finished(cfg) for r in runs)
+    # nothing starts once the instant has passed
+    assert not experiment.train_runs(runs, cfg, progress=False, stop_at=clock.now - 1)
+    assert len(fake.started) == jobs
+    # a later call (with room) continues the stopped runs and finishes them all
+    assert experiment.train_runs(runs, cfg, progress=False, stop_at=clock.now + 3600)
+    assert fake.started[-2:] == [r.folder(cfg) for r in runs]
+    assert all(r.finished(cfg) for r in runs)
+
+
+def test_reproduce_budget_errors(mini, tmp_path):
+    cfg = tiny_config(mini, tmp_path / "budget", methods=("none",), seeds=(0,))
+    with pytest.raises(ValueError, match="stop_after must be positive"):
+        experiment.reproduce(cfg, progress=False, stop_after=0)
+    with pytest.raises(ValueError, match="not both"):
+        experiment.reproduce(cfg, progress=False, hours=1, stop_after=1)
+    with pytest.raises(SystemExit):       # argparse: --hours and --stop-after exclude each other
+        build_parser().parse_args(["reproduce", "--data", "d", "--out", "o", "--hours", "1",
+                                   "--stop-after", "1"])
+
+
+def _git(cwd, *args) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org",
+                           *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_stage_commits_finished_runs_and_the_resume_files_of_runs_in_progress(monkeypatch,
+                                                                                tmp_path):
+    """``make reproduce-stage`` in a checkout: a fresh clone gets every finished run and can
+    continue every run in progress; a resume state leaves git once its run has finished."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "exp").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    shutil.copy(Path(__file__).resolve().parents[1] / "experiments" / "distillation-small" /
+                ".gitignore", repo / "exp" / ".gitignore")
+    monkeypatch.chdir(repo)
+    cfg = tiny_config(tmp_path, "exp", epochs=2)
+    (repo / "exp" / "experiment.json").write_text("{}")
+
+    def make_run(method, lam, epochs, state=True):
+        folder = Run(method, lam, 0).folder(cfg)
+        folder.mkdir(parents=True)
+        for name in ("best.safetensors", "best.json", "best.extras.safetensors", "train.log",
+                     ".train.lock"):
+            (folder / name).write_text(name)
+        (folder / "history.json").write_text(json.dumps([{"seconds": 1.0}] * epochs))
+        if state:
+            (folder / "last.state.safetensors").write_text("state")
+        return folder
+
+    done = make_run("none", None, 2)
+    tfckd = make_run("tfckd", 1.0, 1)               # its distiller ships: extras kept
+    intra = make_run("tfckd-intra", 1.0, 1)          # its extras are never committed
+    orphan = make_run("output", 1.0, 1, state=False)  # nothing to resume it from
+    progress = [str(tfckd / name) for name in ("last.state.safetensors", "best.safetensors",
+                                               "best.json", "history.json",
+                                               "best.extras.safetensors")]
+    progress += [str(intra / name) for name in ("last.state.safetensors", "best.safetensors",
+                                                "best.json", "history.json")]
+    assert sorted(map(str, experiment.in_progress_files(cfg))) == sorted(progress)
+
+    staged = experiment.stage(cfg)
+    assert staged["untracked"] == [] and sorted(staged["in_progress"]) == sorted(progress)
+    index = set(_git(repo, "diff", "--cached", "--name-only").split())
+    assert index == {"exp/experiment.json", *(str(done / n) for n in
+                     ("best.safetensors", "best.json", "history.json"))} | set(progress)
+    assert not any(str(orphan) in path for path in index)
+    _git(repo, "commit", "-q", "-m", "session 1")
+
+    # next session: the tfckd run finishes; its state leaves git, its outputs are updated
+    (tfckd / "history.json").write_text(json.dumps([{"seconds": 1.0}] * 2))
+    (tfckd / "last.state.safetensors").write_text("state after the last epoch")
+    staged = experiment.stage(cfg)
+    assert staged["untracked"] == [str(tfckd / "last.state.safetensors")]
+    tracked = set(_git(repo, "ls-files").split())
+    assert str(tfckd / "last.state.safetensors") not in tracked
+    assert str(intra / "last.state.safetensors") in tracked
+    assert {str(tfckd / "history.json"), str(tfckd / "best.extras.safetensors")} <= tracked
+    assert (tfckd / "last.state.safetensors").is_file()       # only untracked, not deleted
+    status = _git(repo, "status", "--porcelain", "--", str(tfckd)).splitlines()
+    assert sorted(status) == [f"D  {tfckd / 'last.state.safetensors'}",
+                              f"M  {tfckd / 'history.json'}"]
+
+    monkeypatch.chdir(tmp_path)                 # outside a checkout: a clear error
+    with pytest.raises(RuntimeError, match="git rev-parse"):
+        experiment.stage(tiny_config(tmp_path, tmp_path / "nowhere"))
+
+
 def test_default_grids_are_centred_per_method_and_one_grid_overrides_them(tmp_path):
     cfg = ExperimentConfig(data=str(tmp_path), out=str(tmp_path))
     assert cfg.kd_weights is None

@@ -55,16 +55,25 @@ teacher, data or budget is refused (:func:`check_experiment_folder`); ``--status
 Across machines. ``make reproduce`` writes into ``experiments/distillation-small/``, which is
 part of the repository: what a finished run needs for the table and the shipping (its best
 weights, ``history.json``, cached test scores, and the distiller extras of the methods in
-:data:`SHIPPED_EXTRAS`) is committed, while checkpoints of runs in progress and logs are
-ignored (``experiments/distillation-small/.gitignore``: a TFCKD checkpoint with its optimiser
-state is about 7 MB). A fresh clone (with ``make data``, which rebuilds the set bit for bit:
-the manifest's sha256 is checked) therefore resumes where the committed runs stop;
-``make reproduce-stage`` stages only finished runs (:func:`finished_files`), and an unfinished
-run committed anyway starts over (:meth:`Run.orphaned`). So that no work is lost when a
-machine is only lent for a while, ``hours`` (``--hours``) gives the command a wall-clock
-budget: it starts a run only when the run's estimated time (:func:`run_seconds`) fits in what
-is left, and returns without results once no remaining run fits and none is running; the same
-command resumes later.
+:data:`SHIPPED_EXTRAS`) is committed; logs and locks are ignored
+(``experiments/distillation-small/.gitignore``). A fresh clone (with ``make data``, which
+rebuilds the set bit for bit: the manifest's sha256 is checked) therefore resumes where the
+committed runs stop. For a machine lent for a while there are two budgets:
+
+* ``stop_after`` (``--stop-after``, ``make reproduce STOP_AFTER=2.6``): train for that long,
+  then stop the runs in progress, each at its last checkpoint. ``make reproduce-stage``
+  (:func:`stage`) commits the finished runs and, force-added past the ``.gitignore``, the
+  resume state and outputs of each run in progress (:func:`in_progress_files`; a TFCKD state is
+  about 7 MB with its optimiser moments), so the next machine continues those runs where they
+  stopped; the state is untracked again once its run has finished. This is what the lent
+  2-core sessions use: a TFCKD run takes about 85 min there beside another, so two do not fit
+  in a session and waiting for runs to fit leaves a slot idle for a third to a half of it.
+* ``hours`` (``--hours``): start a run only when its estimated time (:func:`run_seconds`) fits
+  in what is left, and return once no remaining run fits and none is running. Nothing is cut
+  off and no resume state needs committing, at the price of idle slots.
+
+An unfinished run whose files were committed without their resume state starts over
+(:meth:`Run.orphaned`). Either way the same command resumes later.
 
 ``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
 ``tfckd_lite/pretrained/lite-student-<method>`` (with the distiller extras of the methods in
@@ -382,9 +391,10 @@ def run_seconds(run: Run, cfg: ExperimentConfig, times: dict[str, list[float]]) 
 
 
 def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
-               deadline: float | None = None) -> bool:
+               deadline: float | None = None, stop_at: float | None = None) -> bool:
     """Train the unfinished ``runs`` (``cfg.jobs`` at a time); a failing run raises. Returns
-    ``True`` when every run has finished, ``False`` when the ``deadline`` stopped it first.
+    ``True`` when every run has finished, ``False`` when ``deadline`` or ``stop_at`` stopped it
+    first.
 
     ``runs``: a list, or a function returning one (e.g. ``lambda: planned_runs(cfg)``), asked
     again whenever a run finishes, so that runs a finished one makes possible (a λ-grid step,
@@ -399,6 +409,12 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     (:func:`run_seconds`; a run nothing has been timed for yet always starts) fits before it,
     the first such run in plan order, so short runs fill the end of the budget. The call
     returns once no run is running and none fits.
+
+    ``stop_at`` (a ``time.time()`` instant): runs start whatever their estimate, and at that
+    instant the training processes are stopped (SIGTERM) and the call returns; each run keeps
+    its last checkpoint (at most ``cfg.checkpoint_every`` steps back), which :func:`stage`
+    commits so that another machine continues it. Runs then always train in subprocesses,
+    even with ``jobs == 1``, so that they can be stopped.
     """
     from .cli import build_parser
     from tqdm.auto import tqdm
@@ -408,6 +424,8 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     ended: list[Run] = []
 
     def fits(run: Run, times: dict[str, list[float]] | None) -> bool:
+        if stop_at is not None and time.time() >= stop_at:
+            return False
         if deadline is None:
             return True
         needed = run_seconds(run, cfg, times)
@@ -428,7 +446,7 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
         return sum(1 for run in plan() if not run.finished(cfg) and run not in started)
 
     bar = tqdm(total=todo(), desc="training runs", disable=not progress)
-    if cfg.jobs == 1:
+    if cfg.jobs == 1 and stop_at is None:
         parser = build_parser()
         while (run := next_run()) is not None:
             started.append(run)
@@ -460,8 +478,8 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
                 proc = subprocess.Popen([sys.executable, "-m", "tfckd_lite", *run.argv(cfg)],
                                         stdout=log, stderr=subprocess.STDOUT, env=env)
                 active.append((run, proc, log))
-            if not active:
-                break
+            if not active or (stop_at is not None and time.time() >= stop_at):
+                break               # (a stop: `finally` ends the runs still training)
             time.sleep(1.0)
             for item in list(active):
                 run, proc, log = item
@@ -483,7 +501,8 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
         bar.close()
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    return todo() == 0
+    # (not `todo() == 0`: a run stopped at `stop_at` was started but has not finished)
+    return all(run.finished(cfg) for run in plan())
 
 
 def _exit_on_signal(signum, frame):
@@ -1123,16 +1142,82 @@ def status(cfg: ExperimentConfig) -> dict:
 
 
 def finished_files(cfg: ExperimentConfig) -> list[Path]:
-    """What may be committed of ``cfg.out``: ``experiment.json`` and the folder of every run that
-    has trained all its epochs (``make reproduce-stage`` adds them to git; the folder's
-    ``.gitignore`` leaves out their resume state). A run in progress is never listed: its
-    history without its resume state would be refused by ``train`` on a fresh clone."""
+    """What may be committed of ``cfg.out`` as it is: ``experiment.json`` and the folder of every
+    run that has trained all its epochs (the folder's ``.gitignore`` leaves out their resume
+    state, logs and locks). A run in progress is not listed: its files are only of use with its
+    resume state, which :func:`in_progress_files` lists."""
     out = Path(cfg.out)
     listed = [out / "experiment.json"] if (out / "experiment.json").is_file() else []
     for history in sorted(out.glob("runs/*/**/history.json")):
         if len(json.loads(history.read_text())) >= cfg.epochs:
             listed.append(history.parent)
     return listed
+
+
+def in_progress_files(cfg: ExperimentConfig) -> list[Path]:
+    """The files a fresh clone needs to continue each run in progress of ``cfg.out``: its resume
+    state (``last.state.safetensors``, ignored by the folder's ``.gitignore``, so it is added with
+    ``git add -f``) and the outputs of its epochs so far (best weights and their description,
+    ``history.json``, and the distiller extras where the ``.gitignore`` keeps them). A finished
+    run (:func:`finished_files`) or a folder without a state is not listed."""
+    from .train import BEST_DESCRIPTION_FILE, BEST_EXTRAS_FILE, BEST_FILE, STATE_FILE
+
+    listed: list[Path] = []
+    for state in sorted(Path(cfg.out).glob(f"runs/*/**/{STATE_FILE}")):
+        folder = state.parent
+        history = folder / "history.json"
+        if history.is_file() and len(json.loads(history.read_text())) >= cfg.epochs:
+            continue
+        method = folder.relative_to(Path(cfg.out, "runs")).parts[0]
+        outputs = [BEST_FILE, BEST_DESCRIPTION_FILE, "history.json"]
+        if method in SHIPPED_EXTRAS:
+            outputs.append(BEST_EXTRAS_FILE)
+        listed += [state] + [folder / name for name in outputs if (folder / name).is_file()]
+    return listed
+
+
+def stage(cfg: ExperimentConfig) -> dict[str, list[str]]:
+    """``git add`` what another machine needs to resume ``cfg.out`` (``make reproduce-stage``).
+
+    Run from inside the git checkout that holds ``cfg.out``. Stages ``experiment.json`` and every
+    finished run (:func:`finished_files`), stops tracking the resume state of runs that have
+    finished since it was committed (``git rm --cached``: the run no longer needs it, and a TFCKD
+    state is about 7 MB), and force-adds the resume files of the runs in progress
+    (:func:`in_progress_files`), so that a fresh clone continues them from their last
+    checkpoint. Returns ``{"added": [...], "untracked": [...], "in_progress": [...]}``.
+
+    Why commit resume states at all: without them a run cut off by the end of a lent session
+    starts over on the next machine, so ``--hours`` must leave a slot idle rather than start a
+    run that will not fit (see the module docstring: a third to a half of a 2-core session
+    once only TFCKD runs remain). Only the runs in progress at a commit carry a state, and it
+    leaves the index as soon as its run has finished.
+    """
+    from .train import STATE_FILE
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+        except FileNotFoundError:
+            raise RuntimeError("stage needs git on the PATH") from None
+        except subprocess.CalledProcessError as error:
+            raise RuntimeError(f"git {' '.join(args[:2])} failed: {error.stderr.strip()}") from None
+        return done.stdout
+
+    out = Path(cfg.out)
+    git("rev-parse", "--show-toplevel")          # a clear error outside a checkout
+    added = [str(path) for path in finished_files(cfg)]
+    if added:
+        git("add", "--", *added)
+    # (git prints paths relative to the working directory: compare resolved paths)
+    tracked_states = git("ls-files", "--", str(out / "runs" / f"*{STATE_FILE}")).splitlines()
+    in_progress = [str(path) for path in in_progress_files(cfg)]
+    resuming = {Path(path).resolve() for path in in_progress}
+    retired = [path for path in tracked_states if Path(path).resolve() not in resuming]
+    if retired:
+        git("rm", "-q", "--cached", "--ignore-unmatch", "--", *retired)
+    if in_progress:
+        git("add", "-f", "--", *in_progress)
+    return {"added": added, "untracked": retired, "in_progress": in_progress}
 
 
 def format_status(report: dict, epochs: int) -> str:
@@ -1157,27 +1242,37 @@ def format_status(report: dict, epochs: int) -> str:
     return "\n".join(lines)
 
 
-def reproduce(cfg: ExperimentConfig, progress: bool = True,
-              hours: float | None = None) -> dict | None:
+def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None = None,
+              stop_after: float | None = None) -> dict | None:
     """Run (or resume) the whole experiment and write its report; returns the results.
 
     Notebook: 05_distillation.ipynb
 
     The folder's teacher, data and budget are checked first (:func:`check_experiment_folder`).
-    With ``hours``, runs are started only while they are estimated to finish within that many
-    hours of wall clock (:func:`train_runs`); if runs remain then, it returns ``None`` (call
-    again to resume).
+    Two ways to give it a wall-clock budget (:func:`train_runs`), after which it returns
+    ``None`` if runs remain (call again to resume):
+
+    * ``hours``: runs are started only while they are estimated to finish within that many
+      hours, and the call waits for them (nothing is cut, but a slot may idle at the end);
+    * ``stop_after``: runs start whatever their estimate and are stopped after that many hours,
+      each keeping its last checkpoint; :func:`stage` commits it with the run's files so that a
+      fresh clone continues the run (no slot idles, at the price of a resume state in git).
     """
-    if hours is not None and not hours > 0:
-        raise ValueError(f"hours must be positive, got {hours}")
+    for name, value in (("hours", hours), ("stop_after", stop_after)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if hours is not None and stop_after is not None:
+        raise ValueError("give hours (start only runs that fit) or stop_after (stop the runs "
+                         "then), not both")
     deadline = None if hours is None else time.time() + hours * 3600
+    stop_at = None if stop_after is None else time.time() + stop_after * 3600
     check_experiment_folder(cfg)
     # the plan grows as runs finish (λ-grid steps, then each method's other seeds)
-    if not train_runs(lambda: planned_runs(cfg), cfg, progress, deadline):
+    if not train_runs(lambda: planned_runs(cfg), cfg, progress, deadline, stop_at):
         return None
     chosen = choose_kd_weights(cfg)
     if not train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg,
-                      progress, deadline):
+                      progress, deadline, stop_at):
         return None
     results = collect_results(cfg, chosen, progress)
     results["report"] = {k: str(v) for k, v in write_report(results, cfg.out).items()}
@@ -1254,11 +1349,17 @@ def register(subparsers) -> None:
     p.add_argument("--status", action="store_true",
                    help="print how far the experiment folder has got and exit")
     p.add_argument("--finished", action="store_true",
-                   help="list experiment.json and the folders of the finished runs (what may be "
-                        "committed) and exit")
-    p.add_argument("--hours", type=float, default=None,
-                   help="wall-clock budget: start a run only if it is estimated to finish within "
-                        "this many hours; stop (resumable) when none fits")
+                   help="list experiment.json and the folders of the finished runs and exit")
+    p.add_argument("--stage", action="store_true",
+                   help="git add experiment.json, the finished runs and the resume files of the "
+                        "runs in progress (so a fresh clone continues them), and exit")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--hours", type=float, default=None,
+                        help="wall-clock budget: start a run only if it is estimated to finish "
+                             "within this many hours; stop (resumable) when none fits")
+    budget.add_argument("--stop-after", type=float, default=None, metavar="HOURS",
+                        help="wall-clock budget: train for this many hours, then stop the runs "
+                             "in progress (each keeps its last checkpoint; --stage commits it)")
     p.set_defaults(func=_reproduce_command)
 
 
@@ -1280,11 +1381,21 @@ def _reproduce_command(args) -> int:
     if args.finished:
         print("\n".join(str(path) for path in finished_files(cfg)))
         return 0
-    results = reproduce(cfg, hours=args.hours)
+    if args.stage:
+        staged = stage(cfg)
+        runs = sum(1 for path in staged["added"] if Path(path).name != "experiment.json")
+        print(f"staged experiment.json and {runs} finished run(s); "
+              f"{len(staged['in_progress'])} resume file(s) of runs in progress; "
+              f"{len(staged['untracked'])} resume state(s) of finished runs no longer tracked")
+        return 0
+    results = reproduce(cfg, hours=args.hours, stop_after=args.stop_after)
     if results is None:
         print(format_status(status(cfg), cfg.epochs))
-        print(f"stopped: no run left is estimated to finish within --hours {args.hours:g}; "
-              "run the same command again to resume")
+        why = (f"no run left is estimated to finish within --hours {args.hours:g}"
+               if args.hours is not None else
+               f"--stop-after {args.stop_after:g} h is over; the runs in progress keep their "
+               "last checkpoint (make reproduce-stage commits it)")
+        print(f"stopped: {why}; run the same command again to resume")
         return 0
     print(results_markdown(results))
     print("report:", ", ".join(results["report"].values()))
