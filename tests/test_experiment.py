@@ -340,11 +340,12 @@ def test_the_plan_adds_the_seeds_of_each_method_whose_lambda_is_settled(monkeypa
 
 class _FakeTraining:
     """Stands in for ``subprocess.Popen`` of ``train``: each run takes ``polls`` polls, then
-    writes a finished history (or none, for the runs in ``unfinished``) and exits 0."""
+    writes a finished history (or none, for the runs in ``unfinished``) and exits 0. The run
+    folders it started and those it was asked to terminate are recorded, in order."""
 
     def __init__(self, cfg, polls=2, unfinished=(), seconds=100.0):
         self.cfg, self.polls, self.unfinished, self.seconds = cfg, polls, set(unfinished), seconds
-        self.started, self.running, self.peak = [], 0, 0
+        self.started, self.terminated, self.running, self.peak = [], [], 0, 0
 
     def __call__(self, argv, **kwargs):
         fake, out = self, Path(argv[argv.index("--out") + 1])
@@ -369,7 +370,8 @@ class _FakeTraining:
                 return 0
 
             def terminate(self):
-                pass
+                if self.returncode is None:
+                    fake.terminated.append(out)
 
             def wait(self):
                 return self.returncode
@@ -467,14 +469,7 @@ def test_stop_after_stops_the_runs_in_progress_and_the_same_call_resumes(monkeyp
                                                                           jobs):
     cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1), jobs=jobs)
     fake = _FakeTraining(cfg, polls=10)
-    terminated = []
-    real_call = fake.__call__
-
-    def popen(argv, **kwargs):
-        proc = real_call(argv, **kwargs)
-        proc.terminate = lambda: terminated.append(argv[argv.index("--out") + 1])
-        return proc
-    monkeypatch.setattr(experiment.subprocess, "Popen", popen)
+    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
     clock = _FakeClock()
     monkeypatch.setattr(experiment, "time", clock)
     runs = [Run("none", None, s) for s in cfg.seeds]
@@ -482,7 +477,7 @@ def test_stop_after_stops_the_runs_in_progress_and_the_same_call_resumes(monkeyp
     # and are stopped at the instant, unfinished; the call says so
     assert not experiment.train_runs(runs, cfg, progress=False, stop_at=clock.now + 3)
     assert fake.started == [r.folder(cfg) for r in runs[:jobs]]
-    assert terminated == [str(r.folder(cfg)) for r in runs[:jobs]]
+    assert fake.terminated == [r.folder(cfg) for r in runs[:jobs]]
     assert not any(r.finished(cfg) for r in runs)
     # nothing starts once the instant has passed
     assert not experiment.train_runs(runs, cfg, progress=False, stop_at=clock.now - 1)
@@ -601,14 +596,7 @@ def test_sigterm_stops_the_training_processes_too(monkeypatch, tmp_path):
 
     cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1), jobs=2)
     fake = _FakeTraining(cfg, polls=10)
-    terminated = []
-    real_call = fake.__call__
-
-    def popen(argv, **kwargs):
-        proc = real_call(argv, **kwargs)
-        proc.terminate = lambda: terminated.append(argv[argv.index("--out") + 1])
-        return proc
-    monkeypatch.setattr(experiment.subprocess, "Popen", popen)
+    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
     ticks = []
 
     def sleep(seconds):                 # `kill <pid>` arrives while both runs train
@@ -619,7 +607,7 @@ def test_sigterm_stops_the_training_processes_too(monkeypatch, tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit, match="run the same command again"):
         experiment.train_runs([Run("none", None, s) for s in cfg.seeds], cfg, progress=False)
-    assert sorted(terminated) == sorted(str(Run("none", None, s).folder(cfg)) for s in cfg.seeds)
+    assert sorted(fake.terminated) == sorted(Run("none", None, s).folder(cfg) for s in cfg.seeds)
     assert signal.getsignal(signal.SIGTERM) == before              # the handler is restored
 
 
