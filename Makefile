@@ -94,8 +94,10 @@ reproduce: data
 reproduce-status: setup
 	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --status
 # stage what a fresh clone resumes from: finished runs, and the resume files of runs in progress
+# (STAGE=finished leaves those out: for a commit in the middle of a session)
+STAGE ?= all
 reproduce-stage: setup
-	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --stage
+	@$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) --stage $(STAGE)
 
 # Student versions of the graded assignments: nbgrader replaces the solutions by stubs and writes
 # notebooks/assignments/release/<name>/ (and its gradebook.db). nbgrader runs helper programs

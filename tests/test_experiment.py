@@ -494,9 +494,12 @@ def test_reproduce_budget_errors(mini, tmp_path):
         experiment.reproduce(cfg, progress=False, stop_after=0)
     with pytest.raises(ValueError, match="not both"):
         experiment.reproduce(cfg, progress=False, hours=1, stop_after=1)
+    base = ["reproduce", "--data", "d", "--out", "o"]
     with pytest.raises(SystemExit):       # argparse: --hours and --stop-after exclude each other
-        build_parser().parse_args(["reproduce", "--data", "d", "--out", "o", "--hours", "1",
-                                   "--stop-after", "1"])
+        build_parser().parse_args(base + ["--hours", "1", "--stop-after", "1"])
+    assert build_parser().parse_args(base + ["--stage"]).stage == "all"
+    assert build_parser().parse_args(base + ["--stage", "finished"]).stage == "finished"
+    assert build_parser().parse_args(base).stage is None
 
 
 def _git(cwd, *args) -> str:
@@ -543,6 +546,12 @@ def test_stage_commits_finished_runs_and_the_resume_files_of_runs_in_progress(mo
                                                 "best.json", "history.json")]
     assert sorted(map(str, experiment.in_progress_files(cfg))) == sorted(progress)
 
+    # in the middle of a session: the finished runs only
+    staged = experiment.stage(cfg, in_progress=False)
+    assert staged["in_progress"] == [] and staged["untracked"] == []
+    assert set(_git(repo, "diff", "--cached", "--name-only").split()) == \
+        {"exp/experiment.json", *(str(done / n) for n in
+                                  ("best.safetensors", "best.json", "history.json"))}
     staged = experiment.stage(cfg)
     assert staged["untracked"] == [] and sorted(staged["in_progress"]) == sorted(progress)
     index = set(_git(repo, "diff", "--cached", "--name-only").split())

@@ -1176,7 +1176,7 @@ def in_progress_files(cfg: ExperimentConfig) -> list[Path]:
     return listed
 
 
-def stage(cfg: ExperimentConfig) -> dict[str, list[str]]:
+def stage(cfg: ExperimentConfig, in_progress: bool = True) -> dict[str, list[str]]:
     """``git add`` what another machine needs to resume ``cfg.out`` (``make reproduce-stage``).
 
     Run from inside the git checkout that holds ``cfg.out``. Stages ``experiment.json`` and every
@@ -1184,7 +1184,10 @@ def stage(cfg: ExperimentConfig) -> dict[str, list[str]]:
     finished since it was committed (``git rm --cached``: the run no longer needs it, and a TFCKD
     state is about 7 MB), and force-adds the resume files of the runs in progress
     (:func:`in_progress_files`), so that a fresh clone continues them from their last
-    checkpoint. Returns ``{"added": [...], "untracked": [...], "in_progress": [...]}``.
+    checkpoint. ``in_progress=False`` leaves the runs in progress out (``make reproduce-stage
+    STAGE=finished``): for a commit in the middle of a session, whose resume states would only
+    be superseded by the next. Returns ``{"added": [...], "untracked": [...],
+    "in_progress": [...]}``.
 
     Why commit resume states at all: without them a run cut off by the end of a lent session
     starts over on the next machine, so ``--hours`` must leave a slot idle rather than start a
@@ -1210,14 +1213,15 @@ def stage(cfg: ExperimentConfig) -> dict[str, list[str]]:
         git("add", "--", *added)
     # (git prints paths relative to the working directory: compare resolved paths)
     tracked_states = git("ls-files", "--", str(out / "runs" / f"*{STATE_FILE}")).splitlines()
-    in_progress = [str(path) for path in in_progress_files(cfg)]
-    resuming = {Path(path).resolve() for path in in_progress}
-    retired = [path for path in tracked_states if Path(path).resolve() not in resuming]
+    resuming = [str(path) for path in in_progress_files(cfg)]
+    kept = {Path(path).resolve() for path in resuming}      # states that stay tracked
+    retired = [path for path in tracked_states if Path(path).resolve() not in kept]
     if retired:
         git("rm", "-q", "--cached", "--ignore-unmatch", "--", *retired)
-    if in_progress:
-        git("add", "-f", "--", *in_progress)
-    return {"added": added, "untracked": retired, "in_progress": in_progress}
+    staged = resuming if in_progress else []
+    if staged:
+        git("add", "-f", "--", *staged)
+    return {"added": added, "untracked": retired, "in_progress": staged}
 
 
 def format_status(report: dict, epochs: int) -> str:
@@ -1350,9 +1354,11 @@ def register(subparsers) -> None:
                    help="print how far the experiment folder has got and exit")
     p.add_argument("--finished", action="store_true",
                    help="list experiment.json and the folders of the finished runs and exit")
-    p.add_argument("--stage", action="store_true",
-                   help="git add experiment.json, the finished runs and the resume files of the "
-                        "runs in progress (so a fresh clone continues them), and exit")
+    p.add_argument("--stage", nargs="?", const="all", choices=("all", "finished"),
+                   default=None,
+                   help="git add experiment.json, the finished runs and (unless 'finished' is "
+                        "given) the resume files of the runs in progress, so that a fresh clone "
+                        "continues them; then exit")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--hours", type=float, default=None,
                         help="wall-clock budget: start a run only if it is estimated to finish "
@@ -1382,7 +1388,7 @@ def _reproduce_command(args) -> int:
         print("\n".join(str(path) for path in finished_files(cfg)))
         return 0
     if args.stage:
-        staged = stage(cfg)
+        staged = stage(cfg, in_progress=args.stage == "all")
         runs = sum(1 for path in staged["added"] if Path(path).name != "experiment.json")
         print(f"staged experiment.json and {runs} finished run(s); "
               f"{len(staged['in_progress'])} resume file(s) of runs in progress; "
