@@ -21,8 +21,8 @@ name                   what the student learns from the teacher
 
 ``tfckd-released`` is the one ablation that swaps rather than removes a component. It is there
 because the default SemCKD normalisation caps the calibration (cosine logits: no weight more
-than e² times another, ``calibration.weight_ceiling``), and in a first pass of the experiment
-the ``tfckd-intra`` runs sat at that cap within one epoch, frame-independent; the released
+than e² times another, ``calibration.weight_ceiling``), and in the experiment the
+``tfckd-intra`` runs at λ ≥ 0.1 sat at that cap within one epoch, frame-independent; the released
 normalisation has no per-frame cap and keeps weights that vary from frame to frame. Whether that
 matters for the student is what the ablation measures.
 
