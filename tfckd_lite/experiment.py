@@ -220,8 +220,13 @@ class Run:
                 and any((folder / name).is_file() for name in outputs))
 
     def finished(self, cfg: ExperimentConfig) -> bool:
-        history = self.folder(cfg) / "history.json"
-        return history.is_file() and len(json.loads(history.read_text())) >= cfg.epochs
+        return _trained_all_epochs(self.folder(cfg), cfg.epochs)
+
+
+def _trained_all_epochs(folder: Path, epochs: int) -> bool:
+    """Whether the run folder's ``history.json`` records all ``epochs`` epochs."""
+    history = folder / "history.json"
+    return history.is_file() and len(json.loads(history.read_text())) >= epochs
 
 
 def lambda_source(method: str, cfg: ExperimentConfig) -> str:
@@ -1149,7 +1154,7 @@ def finished_files(cfg: ExperimentConfig) -> list[Path]:
     out = Path(cfg.out)
     listed = [out / "experiment.json"] if (out / "experiment.json").is_file() else []
     for history in sorted(out.glob("runs/*/**/history.json")):
-        if len(json.loads(history.read_text())) >= cfg.epochs:
+        if _trained_all_epochs(history.parent, cfg.epochs):
             listed.append(history.parent)
     return listed
 
@@ -1165,8 +1170,7 @@ def in_progress_files(cfg: ExperimentConfig) -> list[Path]:
     listed: list[Path] = []
     for state in sorted(Path(cfg.out).glob(f"runs/*/**/{STATE_FILE}")):
         folder = state.parent
-        history = folder / "history.json"
-        if history.is_file() and len(json.loads(history.read_text())) >= cfg.epochs:
+        if _trained_all_epochs(folder, cfg.epochs):
             continue
         method = folder.relative_to(Path(cfg.out, "runs")).parts[0]
         outputs = [BEST_FILE, BEST_DESCRIPTION_FILE, "history.json"]
