@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from tfckd_lite.distill import (MAX_LOG_SPREAD, StackedMLP, TFCalibration, layer_relations,
-                               log_weight_spread, stage_spreads, uniform_weights,
+from tfckd_lite.distill import (MAX_LOG_SPREAD, StackedMLP, TFCalibration, calibrated_set_loss,
+                               calibration_agreement, layer_relations, log_weight_spread,
+                               pairwise_divergence, stage_spreads, uniform_weights,
                                weight_ceiling)
 
 B, T = 4, 6
@@ -210,3 +211,53 @@ def test_stage_spreads_average_each_row_of_the_mean_weights():
     assert stage_spreads(stored)["encoder"] == pytest.approx(spreads["encoder"])
     assert stage_spreads({"encoder": {"time": uniform_weights(B, T, 2, 3)}}) == \
         {"encoder": {"time": 0.0}}
+
+
+def test_calibration_agreement_reads_favoured_and_closest_teacher_layers():
+    weights = {"encoder": {"time": torch.tensor([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])}}
+    divergences = {"encoder": {"time": torch.tensor([[0.1, 0.5, 0.9], [0.4, 0.2, 0.3]])}}
+    agreement = calibration_agreement(weights, divergences)
+    assert agreement == {"encoder": {"time": {"favoured": [0, 2], "closest": [0, 1]}}}
+    per_frame = {"encoder": {"time": weights["encoder"]["time"].expand(B, T, 2, 3)}}
+    assert calibration_agreement(per_frame, divergences) == agreement
+    with pytest.raises(ValueError, match=r"encoder/time: weights are \(2, 3\)"):
+        calibration_agreement(weights, {"encoder": {"time": torch.zeros(3, 3)}})
+
+
+def test_a_block_trained_on_the_loss_it_weighs_favours_the_closest_teacher_layer():
+    """The reason given in ``calibration_agreement``: with the student's relations fixed, only
+    the block learning, the set loss moves each row's weight onto its least divergent layer."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(5)
+    teacher = [torch.randn(B, 3, T, 5, generator=g) for _ in range(3)]
+    # student layer 0 resembles teacher layer 2, student layer 1 teacher layer 0
+    student = [teacher[2] + 0.3 * torch.randn(B, 3, T, 5, generator=g),
+               teacher[0] + 0.3 * torch.randn(B, 3, T, 5, generator=g)]
+    s_rel, t_rel = layer_relations(student), layer_relations(teacher)
+    stack = lambda rel, name: torch.stack([getattr(r, name) for r in rel])  # noqa: E731
+    s_grams = {k: stack(s_rel, f"{k}_gram") for k in ("time", "freq")}
+    t_grams = {k: stack(t_rel, f"{k}_gram") for k in ("time", "freq")}
+    s_stack = {k: stack(s_rel, k) for k in ("time", "freq")}
+    t_stack = {k: stack(t_rel, k) for k in ("time", "freq")}
+    every_pair = torch.ones(B, T, 2, 3)
+    divergences = {"set": {k: pairwise_divergence(s_stack[k], t_stack[k], every_pair, k)
+                           for k in ("time", "freq")}}
+    block = TFCalibration(2, 3, frames=T, batch_size=B)
+    with torch.no_grad():
+        w = block(s_grams, t_grams)
+    before = calibration_agreement({"set": {"time": w.time, "freq": w.freq}}, divergences)
+    assert any(r["favoured"] != r["closest"] for r in before["set"].values())   # not by chance
+    optimiser = torch.optim.Adam(block.parameters(), lr=1e-2)
+    for _ in range(150):
+        w = block(s_grams, t_grams)
+        loss = calibrated_set_loss(s_stack, t_stack, {"time": w.time, "freq": w.freq})
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        w = block(s_grams, t_grams)
+    agreement = calibration_agreement({"set": {"time": w.time, "freq": w.freq}}, divergences)
+    for stream, rows in agreement["set"].items():
+        assert rows["closest"] == [2, 0], stream
+        assert rows["favoured"] == rows["closest"], stream
+    assert stage_spreads({"set": {"time": w.time}})["set"]["time"] > 1.0

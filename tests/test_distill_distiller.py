@@ -299,3 +299,23 @@ def test_a_short_optimisation_loop_reduces_the_kd_loss(method):
         optimiser.step()
         history.append(kd.item())
     assert history[-1] < 0.8 * history[0], history
+
+
+def test_pair_divergences_are_the_terms_with_the_whole_weight_on_each_pair():
+    d = _build("tfckd-uniform").eval()         # uniform: every calibrated term is L_ij / n_t
+    noisy, clean = _batch()
+    with torch.no_grad():
+        d(noisy, clean)
+    divergences = d.pair_divergences(noisy)
+    assert set(divergences) == {"encoder", "dual_path", "decoder", "inter"}
+    for stage, by_stream in divergences.items():
+        assert set(by_stream) == {"time", "freq"}
+        for stream, matrix in by_stream.items():
+            n_t = matrix.shape[1]
+            assert not matrix.requires_grad and (matrix >= 0).all()
+            torch.testing.assert_close(matrix / n_t, d.last_terms[stage][stream])
+    learned = _build("tfckd").eval()
+    got = learned.pair_divergences(noisy)
+    assert got["dual_path"]["time"].shape == (1, 2) and got["inter"]["freq"].shape == (3, 3)
+    with pytest.raises(ValueError, match="batch_size=3 and frames=8"):
+        learned.pair_divergences(_batch(batch=2)[0])

@@ -22,7 +22,8 @@ heatmaps and per-frame weight curves).
 """
 
 from .calibration import (MAX_LOG_SPREAD, STREAMS, CalibrationWeights, StackedMLP, TFCalibration,
-                          log_weight_spread, stage_spreads, uniform_weights, weight_ceiling)
+                          calibration_agreement, log_weight_spread, stage_spreads,
+                          uniform_weights, weight_ceiling)
 from .distiller import Distiller, TFCKDDistiller, tap_channels
 from .fusion import FUSION_MID_CHANNELS, SET_NAMES, FusionBlock, FusionChain, processing_order
 from .losses import (PROB_EPS, calibrated_set_loss, jeffreys, paired_divergence,
@@ -37,7 +38,7 @@ __all__ = [
     "Relations", "frame_vectors", "time_relation", "frequency_relation", "gram_matrices",
     "layer_relations",
     "CalibrationWeights", "StackedMLP", "TFCalibration", "uniform_weights", "weight_ceiling",
-    "MAX_LOG_SPREAD", "log_weight_spread", "stage_spreads",
+    "MAX_LOG_SPREAD", "log_weight_spread", "stage_spreads", "calibration_agreement",
     "jeffreys", "pairwise_divergence", "calibrated_set_loss", "paired_divergence",
     "FusionBlock", "FusionChain", "processing_order",
     "Distiller", "TFCKDDistiller", "tap_channels",

@@ -275,6 +275,40 @@ def stage_spreads(weights: dict) -> dict[str, dict[str, float]]:
     return spreads
 
 
+def calibration_agreement(weights: dict, divergences: dict) -> dict[str, dict[str, dict]]:
+    """Which teacher layer each student layer weighs most, and which it is closest to.
+
+    Notebook: 04_calibration_weights.ipynb
+
+    ``weights``: ``{stage: {stream: [B, T, n_s, n_t] or [n_s, n_t]}}`` as for
+    :func:`stage_spreads`; ``divergences``: the same stages and streams of ``[n_s, n_t]``
+    uncalibrated pair divergences (``TFCKDDistiller.pair_divergences``). Returns
+    ``{stage: {stream: {"favoured": [j per student layer], "closest": [j per student
+    layer]}}}``: the argmax over teacher layers of the mean weights and the argmin of the
+    divergences.
+
+    Why they tend to coincide: the block is trained on the loss it weighs. For one row,
+    ``∂(Σ_j α_j L_j)/∂z_j = α_j (L_j - Σ_k α_k L_k)`` for the softmax logits ``z``, so every
+    step moves weight from the teacher layers the student is further than average from to
+    those it is closer to, and the row becomes a soft minimum over teacher layers, as sharp
+    as the ceiling allows (:data:`MAX_LOG_SPREAD`). Nothing in the loss rewards weighing a
+    *harder*, more informative teacher layer.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for stage, streams in weights.items():
+        out[stage] = {}
+        for stream, w in streams.items():
+            w = torch.as_tensor(w).detach().to(torch.float64)
+            mean = w.mean(dim=(0, 1)) if w.dim() == 4 else w
+            d = torch.as_tensor(divergences[stage][stream]).detach()
+            if tuple(d.shape) != tuple(mean.shape):
+                raise ValueError(f"{stage}/{stream}: weights are {tuple(mean.shape)} "
+                                 f"[n_s, n_t], divergences {tuple(d.shape)}")
+            out[stage][stream] = {"favoured": mean.argmax(-1).tolist(),
+                                  "closest": d.argmin(-1).tolist()}
+    return out
+
+
 def uniform_weights(batch: int, frames: int, n_student: int, n_teacher: int,
                     device=None, dtype=torch.float32) -> torch.Tensor:
     """Uniform weights ``1/n_teacher``, shape ``[B, T, n_s, n_t]`` (the ``tfckd-uniform`` ablation).

@@ -45,7 +45,7 @@ from torch import nn
 
 from .calibration import STREAMS, TFCalibration, uniform_weights
 from .fusion import FUSION_MID_CHANNELS, SET_NAMES, FusionChain
-from .losses import calibrated_set_loss
+from .losses import calibrated_set_loss, pairwise_divergence
 from .relations import COSINE_EPS, layer_relations
 
 SELoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -412,13 +412,17 @@ class TFCKDDistiller(Distiller):
         t_rel = self._relations(teacher_taps)
         losses = {s: self._stage_loss(s, s_rel[s], t_rel[s]) for s in SET_NAMES}
         if self.inter:
-            fused_s = [self.student_fusion[s](student_taps[s]) for s in SET_NAMES]
-            fused_t = [self.teacher_fusion[s](teacher_taps[s]) for s in SET_NAMES]
-            want_time, want_freq = "time" in self.streams, "freq" in self.streams
-            inter_s = layer_relations(fused_s, self.eps, time=want_time, freq=want_freq)
-            inter_t = layer_relations(fused_t, self.eps, time=want_time, freq=want_freq)
-            losses["inter"] = self._stage_loss("inter", inter_s, inter_t)
+            losses["inter"] = self._stage_loss("inter", *self._inter_relations(student_taps,
+                                                                               teacher_taps))
         return losses
+
+    def _inter_relations(self, student_taps: dict, teacher_taps: dict) -> tuple[list, list]:
+        """Relations of the fused maps ``[O_E, O_M, O_D]`` of each side (the inter-set stage)."""
+        fused_s = [self.student_fusion[s](student_taps[s]) for s in SET_NAMES]
+        fused_t = [self.teacher_fusion[s](teacher_taps[s]) for s in SET_NAMES]
+        want_time, want_freq = "time" in self.streams, "freq" in self.streams
+        return (layer_relations(fused_s, self.eps, time=want_time, freq=want_freq),
+                layer_relations(fused_t, self.eps, time=want_time, freq=want_freq))
 
     @torch.no_grad()
     def calibration_weights(self, noisy: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -430,6 +434,35 @@ class TFCKDDistiller(Distiller):
         s_out, s_taps, t_out, t_taps = self.run_models(noisy)
         self.kd_losses(noisy, None, s_out, s_taps, t_out, t_taps)
         return {k: dict(v) for k, v in self.last_weights.items()}
+
+    @torch.no_grad()
+    def pair_divergences(self, noisy: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """Uncalibrated pair divergences ``{stage: {stream: [n_s, n_t]}}`` for one batch.
+
+        Notebook: 04_calibration_weights.ipynb
+
+        Entry ``(i, j)`` is ``L_ij`` of :func:`~tfckd_lite.distill.losses.pairwise_divergence`
+        with the whole weight on the pair (every ``α_ij = 1``): how far student layer i's
+        relations are from teacher layer j's, averaged over the batch, whatever the calibration
+        says. ``calibration_agreement`` compares it with the calibration weights: the set loss
+        ``Σ_j α_ij L_ij`` pulls each row's weight towards its smallest entry.
+        """
+        self.check_batch(noisy)
+        _, s_taps, _, t_taps = self.run_models(noisy)
+        s_rel, t_rel = self._relations(s_taps), self._relations(t_taps)
+        stages = {s: (s_rel[s], t_rel[s]) for s in SET_NAMES}
+        if self.inter:
+            stages["inter"] = self._inter_relations(s_taps, t_taps)
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for stage, (student, teacher) in stages.items():
+            out[stage] = {}
+            for stream in self.streams:
+                s_stack = torch.stack([getattr(r, stream) for r in student])
+                t_stack = torch.stack([getattr(r, stream) for r in teacher])
+                every_pair = s_stack.new_ones(s_stack.shape[1], s_stack.shape[2],
+                                              len(student), len(teacher))
+                out[stage][stream] = pairwise_divergence(s_stack, t_stack, every_pair, stream)
+        return out
 
     def calibration_summary(self, noisy: torch.Tensor) -> dict | None:
         """The learned weights on one batch, averaged over utterances and frames, as plain lists
