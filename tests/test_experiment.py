@@ -14,7 +14,7 @@ import torch
 
 from tfckd_lite import experiment, pretrained
 from tfckd_lite.checkpoint import (CheckpointError, load_distiller_extras, load_model,
-                                   save_distiller_extras, save_model)
+                                   load_trained_distiller, save_distiller_extras, save_model)
 from tfckd_lite.cli import build_parser
 from tfckd_lite.data import open_corpus
 from tfckd_lite.distill import build_distiller
@@ -160,6 +160,27 @@ def test_results_report_how_decisive_the_learnt_calibration_ended_up(finished):
             assert 0 <= value <= 2 + 1e-5                       # the SemCKD ceiling
     table = experiment.calibration_markdown(results)
     assert table in experiment.results_markdown(results)
+    # whether each student layer weighs most its closest teacher layer, per kept distiller
+    assert results["methods"]["none"]["calibration_agreement"] is None
+    per_run = [r["calibration_agreement"] for r in runs]
+    rows_per_run = 2 * (3 + 1 + 3 + 3)           # 2 streams x (E1-E3, M1, D1-D3, O_E-O_D)
+    assert all(a["rows"] == rows_per_run and 0 <= a["agree"] <= rows_per_run for a in per_run)
+    total = results["methods"]["tfckd"]["calibration_agreement"]
+    assert total == {"agree": sum(a["agree"] for a in per_run),
+                     "rows": rows_per_run * len(runs), "runs": len(runs)}
+    assert f"| {total['agree']} of {total['rows']} |" in table
+    folder = Path(runs[0]["folder"])
+    distiller = load_trained_distiller(folder / "best.safetensors",
+                                       folder / "best.extras.safetensors",
+                                       load_model(pretrained.resolve(cfg.teacher)))
+    spec = distiller.student.stft(experiment.calibration_probe(cfg))
+    assert spec.shape[0] == cfg.batch_size
+    weights, divergences = distiller.calibration_weights(spec), distiller.pair_divergences(spec)
+    for stage, streams in per_run[0]["by_stage"].items():
+        for stream, rows in streams.items():
+            mean = weights[stage][stream].mean(dim=(0, 1))
+            assert rows["favoured"] == mean.argmax(-1).tolist()
+            assert rows["closest"] == divergences[stage][stream].argmin(-1).tolist()
     header = [line for line in table.splitlines() if line.startswith("| method")][0]
     assert header.startswith("| method | encoder time | encoder \"freq\" | dual_path time")
     assert "| `tfckd` |" in table and "`none`" not in table
@@ -276,6 +297,9 @@ def test_distiller_extras_round_trip_and_refusals(tmp_path):
     save_model(tmp_path / "model.safetensors", build_model("lite-student"))
     with pytest.raises(CheckpointError, match="not a tfckd_lite.distiller_extras file"):
         load_distiller_extras(tmp_path / "model.safetensors", target)
+    # a model file that is no distilled student cannot rebuild a distiller
+    with pytest.raises(CheckpointError, match="not a distilled student"):
+        load_trained_distiller(tmp_path / "model.safetensors", path, target.teacher)
 
 
 def _fake_tuning(monkeypatch, scores: dict, finished: set):

@@ -38,7 +38,9 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "time and \"frequency\" relations of real features, the calibration block step "
                   "by step and the ceiling its cosine logits put on the weights, weights per "
                   "set and per frame during a short live distillation, and those of the "
-                  "distiller the full experiment trained (once shipped), epoch by epoch", "43 s"),
+                  "distiller the full experiment trained (once shipped), epoch by epoch, with a "
+                  "check of whether each student layer weighs most the teacher layer it is "
+                  "already closest to", "43 s"),
     NotebookEntry("05_distillation.ipynb", "Distillation end to end",
                   "residual fusion step by step, the inter-set stage and the total KD loss, every "
                   "method behind one interface, a short live distillation, the reproduce "

@@ -36,7 +36,7 @@ from safetensors.torch import save as st_save
 from . import __version__
 from .audio import atomic_write_bytes
 from .models import DPDCRN, DPDCRNConfig
-from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH
+from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, num_frames
 
 MODEL_FORMAT = "tfckd_lite.model"
 STATE_FORMAT = "tfckd_lite.training_state"
@@ -198,6 +198,34 @@ def load_distiller_extras(path: str | os.PathLike, distiller: torch.nn.Module) -
     _load_state(distiller, state, path, description)
     return description
 
+
+
+def load_trained_distiller(student_file: str | os.PathLike, extras_file: str | os.PathLike,
+                           teacher: DPDCRN) -> torch.nn.Module:
+    """The trained distiller of a distilled student's model file and its extras file (eval mode).
+
+    Notebooks: 04_calibration_weights.ipynb, 05_distillation.ipynb
+
+    Rebuilds ``build_distiller(method, teacher, student, ...)`` from the student's description
+    (method, λ, options, batch size and segment length of its training run) around ``teacher``
+    and loads the extras into it. :func:`load_distiller_extras` refuses extras written for
+    another method, λ, option set or teacher (its hash is part of the signature).
+    """
+    from .distill import build_distiller
+    from .losses import compressed_spectral_loss
+
+    student = load_model(student_file)
+    info = student.description
+    if "method" not in info or "train_config" not in info:
+        raise CheckpointError(f"{student_file} is not a distilled student (its description "
+                              "names no distillation method or training run)")
+    train = info["train_config"]
+    frames = num_frames(round(train["segment_seconds"] * SAMPLE_RATE))
+    distiller = build_distiller(info["method"], teacher, student, train["batch_size"], frames,
+                                se_loss=compressed_spectral_loss, kd_weight=info["kd_weight"],
+                                **info.get("method_options", {}))
+    load_distiller_extras(extras_file, distiller)
+    return distiller.eval()
 
 # ---------------------------------------------------------------- training state (resume)
 

@@ -40,7 +40,9 @@ Notebook: 05_distillation.ipynb
    of a few hundredths can be told from the luck of the clips; and, against ``none``, the same
    per noise type of the test clips (where the distilled student gains or loses). Last, for
    the methods with learnt calibration, how decisive their weights ended up
-   (:func:`final_calibration_spread`, against the ceiling of the SemCKD normalisation).
+   (:func:`final_calibration_spread`, against the ceiling of the SemCKD normalisation), and,
+   for those whose distiller is kept (:data:`SHIPPED_EXTRAS`), whether each student layer
+   weighs most the teacher layer it is closest to (:func:`run_calibration_agreement`).
 
 Every run is an ordinary ``python -m tfckd_lite train`` run in its own folder
 (``runs/<method>/lam-<λ>/seed-<s>``), so each can be re-run alone, and the experiment resumes:
@@ -710,14 +712,69 @@ def _mean_spread(spreads: list[dict | None]) -> dict | None:
             for stage, streams in spreads[0].items()}
 
 
+def _total_agreement(agreements: list[dict | None]) -> dict | None:
+    """Rows that agree and rows in all, summed over the seeds of :func:`run_calibration_agreement`."""
+    agreements = [a for a in agreements if a is not None]
+    if not agreements:
+        return None
+    return {"agree": sum(a["agree"] for a in agreements),
+            "rows": sum(a["rows"] for a in agreements), "runs": len(agreements)}
+
+
+def calibration_probe(cfg: ExperimentConfig):
+    """The batch on which :func:`run_calibration_agreement` reads the trained weights: the first
+    training-shaped batch (``batch_size`` x ``segment_seconds``, loader seed 0) of the
+    *validation* split, so that no training utterance and no test utterance is involved."""
+    from .data import make_loader, open_corpus
+
+    loader = make_loader(open_corpus(cfg.data, "valid"), batch_size=cfg.batch_size,
+                         segment_seconds=cfg.segment_seconds, seed=0)
+    return next(iter(loader))[0]
+
+
+def run_calibration_agreement(folder: Path, teacher, probe) -> dict | None:
+    """Does each student layer of a trained run weigh most the teacher layer it is closest to?
+
+    Notebook: 04_calibration_weights.ipynb (the same check on the shipped distiller)
+
+    Rebuilds the run's distiller (``best.safetensors`` + ``best.extras.safetensors``,
+    :func:`~tfckd_lite.checkpoint.load_trained_distiller`) around ``teacher`` and compares, on
+    ``probe`` (noisy waveforms, :func:`calibration_probe`), the calibration weights with the
+    uncalibrated pair divergences (:func:`~tfckd_lite.distill.calibration_agreement`).
+    Returns ``{"agree", "rows", "by_stage"}``: the rows (student layer x stream, over every
+    stage) whose most-weighed teacher layer is the closest one, how many rows there are, and
+    the per-stage detail; ``None`` for a run without learnt calibration or without its extras
+    (only :data:`SHIPPED_EXTRAS` are committed, so a fresh clone has no others).
+    """
+    from .checkpoint import load_trained_distiller
+    from .distill import calibration_agreement
+
+    extras = folder / "best.extras.safetensors"
+    if not extras.is_file():
+        return None
+    distiller = load_trained_distiller(folder / "best.safetensors", extras, teacher)
+    if getattr(distiller, "calibration", None) is None:
+        return None
+    spec = distiller.student.stft(probe)
+    by_stage = calibration_agreement(distiller.calibration_weights(spec),
+                                     distiller.pair_divergences(spec))
+    rows = [f == c for streams in by_stage.values() for r in streams.values()
+            for f, c in zip(r["favoured"], r["closest"])]
+    return {"agree": sum(rows), "rows": len(rows), "by_stage": by_stage}
+
+
 def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
     """Score every final run and the teacher on the test split and aggregate (``results.json``).
 
     With ``tfckd`` among the methods, the results also compare it clip by clip with every
     other method, overall and per noise type of the test clips where the corpus logs it
     (``"paired"``, :func:`paired_comparison`)."""
+    from .checkpoint import load_model
+
     runs = final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()})
     per_run = []
+    teacher = load_model(_teacher_file(cfg))
+    probe = calibration_probe(cfg)
     clip_records: dict[str, list[list[dict]]] = {}
     for run in runs:
         folder = run.folder(cfg)
@@ -730,12 +787,16 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
                         "train_seconds": cfg.epochs * float(np.median(
                             [h["seconds"] for h in history[:cfg.epochs]])),
                         "calibration_spread": final_calibration_spread(history, cfg.epochs),
+                        "calibration_agreement": (
+                            run_calibration_agreement(folder, teacher, probe)
+                            if run.method in SHIPPED_EXTRAS else None),
                         "test": {k: summary[k] for k in summary if isinstance(summary[k], float)}})
-    teacher = _test_scores(_teacher_file(cfg), Path(cfg.out, "teacher.test.json"), cfg,
-                           progress)["summary"]
+    teacher_scores = _test_scores(_teacher_file(cfg), Path(cfg.out, "teacher.test.json"), cfg,
+                                  progress)["summary"]
     first = per_run[0]["test"]
     rows = {"noisy": {k: {"mean": first[f"input_{k}"], "std": 0.0, "n": 1} for k, _, _ in METRICS},
-            "teacher": {k: {"mean": teacher[k], "std": 0.0, "n": 1} for k, _, _ in METRICS}}
+            "teacher": {k: {"mean": teacher_scores[k], "std": 0.0, "n": 1}
+                        for k, _, _ in METRICS}}
     methods = {}
     for method in cfg.methods:
         mine = [r for r in per_run if r["method"] == method]
@@ -747,6 +808,8 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
             "train_seconds": _mean_std([r["train_seconds"] for r in mine]),
             "best_seed": max(mine, key=lambda r: r["valid_pesq_wb"])["seed"],
             "calibration_spread": _mean_spread([r["calibration_spread"] for r in mine]),
+            "calibration_agreement": _total_agreement([r["calibration_agreement"]
+                                                       for r in mine]),
         }
     base = methods["none"]["scores"]
     for method, entry in methods.items():
@@ -761,7 +824,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
                                    groups=_test_clip_groups(cfg, "noise"))
     return {"config": asdict(cfg), "command": reproduce_command(cfg), "rows": rows,
             "methods": methods, "paired": paired, "runs": per_run,
-            "complexity": _complexity(cfg), "teacher_test": teacher,
+            "complexity": _complexity(cfg), "teacher_test": teacher_scores,
             "library_version": __version__}
 
 
@@ -835,8 +898,8 @@ def results_markdown(results: dict) -> str:
 
 
 def calibration_markdown(results: dict) -> str:
-    """How decisive each calibrated method's learnt weights ended up (Markdown), or ``""``
-    when no method learnt calibration weights.
+    """How decisive each calibrated method's learnt weights ended up, and whether they favour
+    the closest teacher layers (Markdown), or ``""`` when no method learnt calibration weights.
 
     Notebook: 05_distillation.ipynb
     """
@@ -851,7 +914,8 @@ def calibration_markdown(results: dict) -> str:
     columns = [(stage, stream) for stage in STAGE_ORDER for stream in STREAMS
                if any(stream in s.get(stage, {}) for s in spreads.values())]
     names = {"time": "time", "freq": "\"freq\""}
-    head = ["method"] + [f"{stage} {names.get(stream, stream)}" for stage, stream in columns]
+    head = (["method"] + [f"{stage} {names.get(stream, stream)}" for stage, stream in columns]
+            + ["weighs most its closest layer"])
     lines = ["The learnt calibration weights after training: log(largest / smallest weight) of "
              "each row of the mean weights that `train` recorded on its fixed batch after the "
              "last epoch, averaged over rows and seeds. 0 is uniform; with the SemCKD "
@@ -859,11 +923,17 @@ def calibration_markdown(results: dict) -> str:
              "means a fixed assignment of student to teacher layers, as decisive as the block "
              "allows. `tfckd-released` normalises over frames instead and has no such ceiling "
              "per frame; averaged over frames its weights can look less decisive than they are "
-             "frame by frame.", "",
+             "frame by frame. The last column: in how many rows (student layer x stream, all "
+             "sets, summed over the seeds whose distiller is kept) the teacher layer weighed "
+             "most is the one the student layer's relations are closest to, on a fixed "
+             "validation batch (`experiment.run_calibration_agreement`; notebook 04 explains "
+             "why a block trained on the loss it weighs goes there).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, spread in spreads.items():
         cells = [f"{spread[stage][stream]:.2f}" if stream in spread.get(stage, {}) else "–"
                  for stage, stream in columns]
+        agreement = results["methods"][method].get("calibration_agreement")
+        cells.append(f"{agreement['agree']} of {agreement['rows']}" if agreement else "–")
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -158,10 +158,7 @@ def load_distiller(name: str):
     without extras, and ``CheckpointError`` when the shipped teacher is no longer the one the
     student was distilled from (e.g. after the teacher was retrained).
     """
-    from ..checkpoint import CheckpointError, load_distiller_extras
-    from ..distill import build_distiller
-    from ..losses import compressed_spectral_loss
-    from ..stft import SAMPLE_RATE, num_frames
+    from ..checkpoint import CheckpointError, load_trained_distiller
 
     extras = PRETRAINED_DIR / f"{name}{EXTRAS_SUFFIX}"
     if not extras.is_file():
@@ -176,13 +173,7 @@ def load_distiller(name: str):
         raise CheckpointError(f"{name} was distilled from another version of {teacher_name} "
                               "(its sha256 differs); re-run the experiment to ship matching "
                               "students")
-    train = info["train_config"]
-    frames = num_frames(round(train["segment_seconds"] * SAMPLE_RATE))
-    distiller = build_distiller(info["method"], load(teacher_name), load(name),
-                                train["batch_size"], frames, se_loss=compressed_spectral_loss,
-                                kd_weight=info["kd_weight"], **info.get("method_options", {}))
-    load_distiller_extras(extras, distiller)
-    return distiller.eval()
+    return load_trained_distiller(path(name), extras, load(teacher_name))
 
 
 def export(run_dir, name: str, data_root, split: str = "test", command: str | None = None,
