@@ -199,12 +199,12 @@ def load_distiller_extras(path: str | os.PathLike, distiller: torch.nn.Module) -
     return description
 
 
-
 def load_trained_distiller(student_file: str | os.PathLike, extras_file: str | os.PathLike,
                            teacher: DPDCRN) -> torch.nn.Module:
     """The trained distiller of a distilled student's model file and its extras file (eval mode).
 
-    Notebooks: 04_calibration_weights.ipynb, 05_distillation.ipynb
+    Notebooks: 05_distillation.ipynb, 06_compare_spectrograms.ipynb (through
+    ``pretrained.load_distiller``)
 
     Rebuilds ``build_distiller(method, teacher, student, ...)`` from the student's description
     (method, λ, options, batch size and segment length of its training run) around ``teacher``
@@ -226,6 +226,7 @@ def load_trained_distiller(student_file: str | os.PathLike, extras_file: str | o
                                 **info.get("method_options", {}))
     load_distiller_extras(extras_file, distiller)
     return distiller.eval()
+
 
 # ---------------------------------------------------------------- training state (resume)
 
