@@ -288,8 +288,8 @@ def calibration_agreement(weights: dict, divergences: dict) -> dict[str, dict[st
     divergences.
 
     Why they tend to coincide: the block is trained on the loss it weighs. For one row,
-    ``∂(Σ_j α_j L_j)/∂z_j = α_j (L_j - Σ_k α_k L_k)`` for the softmax logits ``z``, so every
-    step moves weight from the teacher layers the student is further than average from to
+    ``∂(Σ_j α_j L_j)/∂z_j = α_j (L_j - Σ_k α_k L_k)`` for the softmax logits ``z``, so gradient
+    descent moves weight from the teacher layers the student is further than average from to
     those it is closer to, and the row becomes a soft minimum over teacher layers, as sharp
     as the ceiling allows (:data:`MAX_LOG_SPREAD`). Nothing in the loss rewards weighing a
     *harder*, more informative teacher layer.
