@@ -449,6 +449,9 @@ def test_a_deadline_starts_only_runs_that_fit_and_the_rest_resumes(monkeypatch, 
     tfckd.folder(cfg).mkdir(parents=True)
     (tfckd.folder(cfg) / "history.json").write_text("[]")
     assert experiment.finished_files(cfg) == [r.folder(cfg) for r in none]
+    (Path(cfg.out) / "teacher.test.json").write_text("{}")     # the teacher's cached scores
+    assert experiment.finished_files(cfg) == [Path(cfg.out, "teacher.test.json")] + [
+        r.folder(cfg) for r in none]
     # an unfinished run's files without their resume state (say, committed by mistake from
     # another machine) cannot be resumed: the run starts over instead of being refused
     assert tfckd.orphaned(cfg) and tfckd.argv(cfg)[-1] == "--no-resume"
@@ -787,6 +790,13 @@ def test_paired_comparison_averages_seeds_and_pairs_clips():
     assert none["si_sdr"]["mean"] == pytest.approx(1.0) and none["si_sdr"]["better"] == 1.0
     tie = result["methods"]["output"]["si_sdr"]
     assert tie["mean"] == pytest.approx(0.0, abs=1e-9)
+    # an interval above 0 is a difference the clips support; one around 0 is not
+    assert experiment.paired_verdicts(result) == {
+        "pesq_wb": {"higher": ["none"], "lower": [], "undecided": ["output"]},
+        "si_sdr": {"higher": ["none"], "lower": [], "undecided": ["output"]}}
+    assert experiment.paired_verdicts(experiment.paired_comparison(
+        {"none": records["none"], "tfckd": records["tfckd"]}, "none"))["pesq_wb"]["lower"] == [
+        "tfckd"]
     # noisy differences: an interval around the mean; a clip unscorable for one side is dropped
     noisy = [dict(r) for r in shifted(0, 0)]
     for r, e in zip(noisy, torch.randn(200, generator=rng).tolist()):

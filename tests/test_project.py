@@ -131,6 +131,9 @@ def test_the_committed_experiment_folder_keeps_what_a_fresh_clone_resumes_from()
              for m in METHODS for f in ("best.safetensors", "history.json", "test.json",
                                         "best.extras.safetensors", "last.state.safetensors",
                                         "train.log", ".train.lock")}
+    # the teacher's cached test scores are kept; the report is not (--ship copies it)
+    paths.update({f"{folder}/teacher.test.json": True, f"{folder}/results.json": False,
+                  f"{folder}/results.md": False, f"{folder}/results.png": False})
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT,
                              capture_output=True, text=True).stdout.split()
     assert {p for p, kept in paths.items() if not kept} == set(ignored)

@@ -38,18 +38,18 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "time and \"frequency\" relations of real features, the calibration block step "
                   "by step and the ceiling its cosine logits put on the weights, weights per "
                   "set and per frame during a short live distillation, and those of the "
-                  "distiller the full experiment trained (once shipped), epoch by epoch, with a "
-                  "check of whether each student layer weighs most the teacher layer it is "
-                  "already closest to", "43 s"),
+                  "distiller the full experiment trained, epoch by epoch, with a check of whether "
+                  "each student layer weighs most the teacher layer it is already closest to",
+                  "39 s"),
     NotebookEntry("05_distillation.ipynb", "Distillation end to end",
                   "residual fusion step by step, the inter-set stage and the total KD loss, every "
                   "method behind one interface, a short live distillation, the reproduce "
-                  "experiment, its results table and the clip-by-clip comparison", "52 s"),
+                  "experiment, its results table and the clip-by-clip comparison", "50 s"),
     NotebookEntry("06_compare_spectrograms.ipynb", "Comparing enhancers",
                   "noisy, clean, teacher, student and distilled students side by side on one "
                   "colour scale, difference to clean, per-clip metrics and audio, per-frame "
                   "calibration weights of a whole utterance, an interactive widget built on pure "
-                  "functions", "11 s"),
+                  "functions", "16 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).

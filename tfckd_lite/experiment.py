@@ -938,6 +938,23 @@ def calibration_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_verdicts(paired: dict) -> dict[str, dict[str, list[str]]]:
+    """Sort the methods of a :func:`paired_comparison` per metric by what its clips support:
+    ``{metric: {"higher": [...], "lower": [...], "undecided": [...]}}``, where the reference
+    scores higher than the methods whose interval lies above 0, lower than those whose interval
+    lies below 0, and the rest are differences the test clips cannot tell from luck.
+
+    Notebook: 05_distillation.ipynb
+    """
+    verdicts: dict[str, dict[str, list[str]]] = {}
+    for method, entry in paired["methods"].items():
+        for metric, e in entry.items():
+            side = "higher" if e["low"] > 0 else "lower" if e["high"] < 0 else "undecided"
+            verdicts.setdefault(metric, {"higher": [], "lower": [], "undecided": []})[side].append(
+                method)
+    return verdicts
+
+
 def paired_markdown(paired: dict) -> str:
     """The clip-by-clip comparison of :func:`paired_comparison` as a Markdown table.
 
@@ -1217,12 +1234,15 @@ def status(cfg: ExperimentConfig) -> dict:
 
 
 def finished_files(cfg: ExperimentConfig) -> list[Path]:
-    """What may be committed of ``cfg.out`` as it is: ``experiment.json`` and the folder of every
-    run that has trained all its epochs (the folder's ``.gitignore`` leaves out their resume
-    state, logs and locks). A run in progress is not listed: its files are only of use with its
-    resume state, which :func:`in_progress_files` lists."""
+    """What may be committed of ``cfg.out`` as it is: ``experiment.json``, the teacher's cached
+    test scores (``teacher.test.json``) and the folder of every run that has trained all its
+    epochs (the folder's ``.gitignore`` leaves out their resume state, logs and locks). A run in
+    progress is not listed: its files are only of use with its resume state, which
+    :func:`in_progress_files` lists. The report (``results.*``) is not listed: ``--ship`` copies
+    it into the package, and a fresh clone rewrites it from the cached scores in seconds."""
     out = Path(cfg.out)
-    listed = [out / "experiment.json"] if (out / "experiment.json").is_file() else []
+    listed = [out / name for name in ("experiment.json", "teacher.test.json")
+              if (out / name).is_file()]
     for history in sorted(out.glob("runs/*/**/history.json")):
         if _trained_all_epochs(history.parent, cfg.epochs):
             listed.append(history.parent)
