@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from tfckd_lite.audio import atomic_write_bytes
-from tfckd_lite.checkpoint import (CheckpointError, load_model,
+from tfckd_lite.checkpoint import (CheckpointError, _canonical_header, load_model,
                                    load_training_state, load_weights, read_model_description,
                                    save_model, save_training_state)
 from tfckd_lite.models import build_model
@@ -42,6 +42,28 @@ def test_file_is_plain_safetensors_without_pickle(saved):
     header = json.loads(data[8:8 + n])
     assert header["__metadata__"]["format"] == "tfckd_lite.model"
     assert b"\x80\x04" not in data[:8 + n]  # no pickle protocol marker in the header
+
+
+def test_same_content_gives_the_same_bytes(saved, tmp_path):
+    # safetensors orders its metadata from a hash map; the writer sorts the header so that a
+    # re-export keeps the sha256 the distillation experiment pins its teacher by
+    model, path = saved
+    again = save_model(tmp_path / "again.safetensors", model, preset="lite-student",
+                       metrics={"pesq_wb": 2.5})
+    assert again.read_bytes() == path.read_bytes()
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    assert n % 8 == 0
+    header_text = data[8:8 + n].decode().rstrip(" ")
+    header = json.loads(header_text)
+    assert header_text == json.dumps(header, sort_keys=True, separators=(",", ":"))
+    # whatever order safetensors chose, the canonical form is the same
+    reordered = {"__metadata__": dict(reversed(list(header["__metadata__"].items()))),
+                 **{k: v for k, v in reversed(list(header.items())) if k != "__metadata__"}}
+    text = json.dumps(reordered).encode()
+    text += b" " * (-len(text) % 8)
+    shuffled = struct.pack("<Q", len(text)) + text + data[8 + n:]
+    assert shuffled != data and _canonical_header(shuffled) == data
 
 
 def test_truncated_file_is_reported_as_corrupted(saved, tmp_path):

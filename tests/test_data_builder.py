@@ -187,7 +187,25 @@ def test_cli_build_and_verify(tmp_path, capsys, monkeypatch):
     assert cli_main(["data", "info", str(out)]) == 0
     assert "reduced" in capsys.readouterr().out
     assert cli_main(["data", "sources"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n\n")[0])["espeak"]
+    status = json.loads(capsys.readouterr().out.split("\n\n")[0])
+    assert status["espeak"] and "recorded_pools" not in status
+
+
+@pytest.mark.skipif(not HAVE_ASTERISK, reason="asterisk prompt packages not installed")
+def test_recorded_pools_keep_test_speakers_apart_and_say_how_much_speech(capsys):
+    pools = builder.recorded_speech_pools("small")
+    assert set(pools["test"]) == set(speech.RECORDED_TEST_SPEAKERS)
+    assert set(pools["train"]) == set(pools["valid"]) == set(speech.RECORDED_TRAIN_SPEAKERS)
+    for key in speech.RECORDED_TRAIN_SPEAKERS:
+        train, valid = pools["train"][key]["prompts"], pools["valid"][key]["prompts"]
+        assert 0.05 < valid / (train + valid) < 0.15          # about 1 in 10 to validation
+    minutes = sum(v["minutes"] for split in pools.values() for v in split.values())
+    assert 0 < minutes < 2.2 * 60                              # at most the packages' 2.1 h
+    # the CLI prints the same pools
+    assert cli_main(["data", "sources", "--profile", "small"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n\n")[0])["recorded_pools"] == pools
+    with pytest.raises(ValueError, match="unknown profile"):
+        builder.recorded_speech_pools("huge")
 
 
 # ---------------------------------------------------------------------------- sources

@@ -1,5 +1,6 @@
 """Project-level checks: packaging files agree, the CLI starts, the notebooks are well formed."""
 
+import json
 import re
 import subprocess
 import sys
@@ -57,6 +58,10 @@ def test_notebooks_are_stored_without_outputs_and_with_a_python_kernel():
     for path in notebooks:
         if ".ipynb_checkpoints" in path.parts or work & set(path.relative_to(ROOT).parts):
             continue
+        raw = json.loads(path.read_text())
+        if (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5):
+            # nbformat fills in a missing cell id with a warning now and will refuse it later
+            assert all("id" in cell for cell in raw["cells"]), f"{path.name}: a cell has no id"
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
         assert nb.metadata.get("kernelspec", {}).get("language") == "python", path

@@ -73,10 +73,26 @@ def _read(path: str | os.PathLike, expected_format: str) -> tuple[dict[str, torc
     return tensors, description
 
 
+def _canonical_header(blob: bytes) -> bytes:
+    """``blob`` with its safetensors header rewritten with sorted keys.
+
+    safetensors writes its ``__metadata__`` from a hash map, so two saves of the same weights
+    and description can order the keys differently and differ in bytes (and sha256, which the
+    distillation experiment pins its teacher by). Sorting makes a file a pure function of its
+    content. The tensor offsets count from the end of the header, so they stay valid; the
+    header is padded with spaces to a multiple of 8 bytes, as safetensors itself does.
+    """
+    (header_len,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + blob[8 + header_len:]
+
+
 def _write(path, tensors: dict[str, torch.Tensor], description: dict, fmt: str) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     blob = st_save(tensors, metadata={"format": fmt, "description": json.dumps(description)})
-    return atomic_write_bytes(path, blob)
+    return atomic_write_bytes(path, _canonical_header(blob))
 
 
 def model_description(model: DPDCRN, **extra: Any) -> dict:

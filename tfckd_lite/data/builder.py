@@ -177,6 +177,28 @@ def _prompt_pools(prompts: dict, profile: Profile) -> dict[str, dict[str, list]]
     return pools
 
 
+def recorded_speech_pools(profile: str = "small", asterisk_root=None) -> dict:
+    """How much recorded speech each split of ``profile`` draws from, per speaker.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    Returns ``{split: {speaker: {"prompts": n, "minutes": m}}}``: the installed asterisk
+    prompts that fit the profile's utterance lengths, split as the builder splits them
+    (test speakers apart; 1 in 10 prompts of each training speaker kept for validation).
+    Utterances are drawn from these prompts with replacement, so the pools, not the number of
+    pairs, bound how much distinct recorded speech a model hears (the README's account of the
+    teacher's SI-SDR gain uses this; ``python -m tfckd_lite data sources --profile small``).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    prompts = speech.find_asterisk_prompts(speech.asterisk_root(asterisk_root))
+    pools = _prompt_pools(prompts, PROFILES[profile])
+    return {split: {key: {"prompts": len(items),
+                          "minutes": round(sum(p.duration for p in items) / 60, 1)}
+                    for key, items in by_speaker.items()}
+            for split, by_speaker in pools.items()}
+
+
 def _plan_recorded(rng, pool: list, profile: Profile) -> dict:
     target = rng.uniform(profile.min_seconds, profile.max_seconds)
     lead = rng.uniform(0.05, 0.2)

@@ -46,6 +46,9 @@ def register(subparsers) -> None:
 
     sources = commands.add_parser("sources", help="which speech sources are installed")
     sources.add_argument("--asterisk-root", default=None)
+    sources.add_argument("--profile", default=None, choices=["mini", "small"],
+                         help="also list the recorded prompts (count, minutes) that each split "
+                              "of this profile draws from")
     sources.set_defaults(func=run_sources)
 
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
@@ -94,6 +97,10 @@ def run_sources(args) -> int:
 
     status = speech.asterisk_status(args.asterisk_root)
     status["espeak"] = speech.espeak_version()
+    if args.profile:
+        from .builder import recorded_speech_pools
+
+        status["recorded_pools"] = recorded_speech_pools(args.profile, args.asterisk_root)
     print(json.dumps(status, indent=2))
     if status["missing"]:
         print(f"\nmissing recorded speakers: {', '.join(status['missing'])}\ninstall with: "
