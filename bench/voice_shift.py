@@ -28,7 +28,7 @@ import torch
 
 from tfckd_lite.audio import SAMPLE_RATE, atomic_write_bytes
 from tfckd_lite.checkpoint import load_model
-from tfckd_lite.data import mix_at_snr, open_corpus
+from tfckd_lite.data import open_corpus, remix, snr_db
 from tfckd_lite.metrics import evaluate, summary_by
 from tfckd_lite.models import build_model
 from tfckd_lite.train import SupervisedTask, TrainConfig, fit, manifest_sha256
@@ -54,14 +54,11 @@ class SpeedPerturbed:
         noisy, clean = self.dataset.load(index)
         factor = self.factors[index]
         if factor != 1.0:
-            noise = noisy - clean
-            snr = 10 * np.log10(np.sum(clean.astype(np.float64) ** 2)
-                                / max(np.sum(noise.astype(np.float64) ** 2), 1e-12))
             # played back at the original rate, a signal resampled to rate / factor is
             # 1 / factor times longer and its pitch and formants are lowered by factor
             slowed = soxr.resample(clean, SAMPLE_RATE, SAMPLE_RATE / factor, quality="HQ")
-            clean, noisy = mix_at_snr(slowed, np.resize(noise, slowed.shape), snr, peak=None)
-            clean, noisy = clean.astype(np.float32), noisy.astype(np.float32)
+            noisy = remix(slowed, noisy - clean, snr_db(clean, noisy), offset=0)
+            clean = slowed.astype(np.float32)
         end = None if frames is None else start + frames
         return noisy[start:end], clean[start:end]
 

@@ -25,8 +25,8 @@ NOTEBOOKS: list[NotebookEntry] = [
     NotebookEntry("00_overview.ipynb", "Overview",
                   "what the collection teaches, the sequence, how to run it", "2 s"),
     NotebookEntry("01_signals_and_data.ipynb", "Signals and data",
-                  "the reduced offline dataset, SNR by hand, PESQ/STOI/ESTOI/SI-SDR of the noisy "
-                  "input", "6 s (7 s when it first builds the mini set)"),
+                  "the reduced offline dataset and how much recorded speech it draws on, SNR by "
+                  "hand, PESQ/STOI/ESTOI/SI-SDR of the noisy input", "9 s"),
     NotebookEntry("02_dpdcrn.ipynb", "DPDCRN",
                   "the network block by block, taps, receptive field and causality, parameters "
                   "and FLOPs of teacher and student", "7 s"),
