@@ -663,11 +663,10 @@ def _load_teacher(spec: str, student: nn.Module) -> tuple[nn.Module, dict]:
     A shipped model name or a model file; refused (before loading the weights) when its sample
     rate or STFT differ from the student's, since both must see the same spectra.
     """
-    import hashlib
-
     from . import pretrained
     from .checkpoint import (CheckpointError, load_model, model_description,
                              read_model_description)
+    from .files import sha256_file
 
     try:
         file = pretrained.resolve(spec)
@@ -685,7 +684,7 @@ def _load_teacher(spec: str, student: nn.Module) -> tuple[nn.Module, dict]:
                 f"{theirs.get('stft')}, the student at {ours['sample_rate']} with STFT "
                 f"{ours['stft']}: the two would not see the same spectra")
     teacher = load_model(file)
-    info = {"teacher": spec, "teacher_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+    info = {"teacher": spec, "teacher_sha256": sha256_file(file),
             "teacher_preset": theirs.get("preset")}
     return teacher, info
 
