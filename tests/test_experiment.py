@@ -870,3 +870,62 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     fig, axes = experiment.plot_paired(paired)
     assert len(axes) == 2 and [t.get_text() for t in axes[0].get_yticklabels()] == ["none"]
     plt.close(fig)
+
+
+def _makefile_reproduce_config() -> ExperimentConfig:
+    """The configuration of ``make reproduce`` (its REPRODUCE_ARGS, parsed by the CLI)."""
+    import re
+
+    from tfckd_lite.experiment.cli import config_from_args
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    argv = shlex.split(re.search(r"REPRODUCE_ARGS := (.*)", makefile).group(1))
+    return config_from_args(build_parser().parse_args(["reproduce", *argv]))
+
+
+def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatch, tmp_path):
+    """``experiments/distillation-small/experiment.json`` was written when the experiment
+    config restated the training fields; the config that holds a TrainConfig still accepts it
+    (and leaves it as it is), and still refuses another budget."""
+    committed = Path(__file__).resolve().parents[1] / "experiments" / "distillation-small"
+    if not (committed / experiment.RECORD_FILE).is_file():
+        pytest.skip("no committed experiment folder")
+    cfg = _makefile_reproduce_config()
+    assert cfg.train == experiment.default_training() and cfg.jobs == 2
+    stored = json.loads((committed / experiment.RECORD_FILE).read_text())
+    assert ExperimentConfig.from_dict(stored["config"]) == dataclasses.replace(cfg, jobs=1)
+    # the same relative folder, outside the repository; the data set is not built here, so its
+    # manifest hash is the recorded one (what `make data` rebuilds bit for bit)
+    monkeypatch.chdir(tmp_path)
+    record = Path(cfg.out) / experiment.RECORD_FILE
+    record.parent.mkdir(parents=True)
+    record.write_bytes((committed / experiment.RECORD_FILE).read_bytes())
+    monkeypatch.setattr(experiment.folder, "manifest_sha256",
+                        lambda root: stored["data_manifest_sha256"])
+    assert experiment.check_experiment_folder(cfg) == stored
+    assert record.read_bytes() == (committed / experiment.RECORD_FILE).read_bytes()
+    with pytest.raises(experiment.ExperimentMismatchError, match="weight_decay: 0.0 -> 0.1"):
+        experiment.check_experiment_folder(cfg.with_training(weight_decay=0.1))
+    with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 6 -> 7"):
+        experiment.check_experiment_folder(cfg.with_training(epochs=7))
+
+
+def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
+    from tfckd_lite.experiment.cli import config_from_args
+
+    cfg = tiny_config(tmp_path, tmp_path / "out", remix_snr=(0.0, 20.0), checkpoint_every=7,
+                      grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors")
+    argv = shlex.split(experiment.reproduce_command(cfg))[3:]
+    assert config_from_args(build_parser().parse_args(argv)) == cfg
+    # each run trains with the experiment's budget and its own seed, in process or not
+    run = Run("output", 10.0, 1)
+    args = build_parser().parse_args(run.argv(cfg))
+    from tfckd_lite.train import config_from_args as train_config
+    assert train_config(args) == run.train_config(cfg) == cfg.train.__class__(
+        **{**dataclasses.asdict(cfg.train), "seed": 1})
+    assert (args.teacher, args.kd_weight, args.out) == ("t.safetensors", 10.0,
+                                                        str(run.folder(cfg)))
+    with pytest.raises(ValueError, match="set per run"):
+        cfg.with_training(seed=3)
+    with pytest.raises(ValueError, match="unknown experiment setting"):
+        ExperimentConfig.from_dict({**cfg.to_dict(), "epochz": 1})

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..train import TrainConfig, add_config_arguments, config_from_args
+from ..train import TrainConfig, add_config_arguments
+from ..train import config_from_args as train_config_from_args
 from .config import PER_RUN_SETTINGS, ExperimentConfig
 from .folder import finished_files, format_status, stage, status
 from .report import results_markdown, ship
@@ -64,14 +65,22 @@ def register(subparsers) -> None:
     p.set_defaults(func=_reproduce_command)
 
 
-def _reproduce_command(args) -> int:
-    cfg = ExperimentConfig(
+def config_from_args(args) -> ExperimentConfig:
+    """The :class:`ExperimentConfig` of parsed ``reproduce`` flags.
+
+    Notebook: 05_distillation.ipynb
+    """
+    per_run = {name: getattr(TrainConfig(), name) for name in PER_RUN_SETTINGS}
+    return ExperimentConfig(
         data=args.data, out=args.out, teacher=args.teacher, student=args.student,
         methods=tuple(args.methods or ()), seeds=tuple(args.seeds),
         kd_weights=None if args.kd_weights is None else tuple(args.kd_weights),
         grid_extensions=args.grid_extensions, test_clips=args.test_clips, jobs=args.jobs,
-        train=config_from_args(args, **{name: getattr(TrainConfig(), name)
-                                        for name in PER_RUN_SETTINGS}))
+        train=train_config_from_args(args, **per_run))
+
+
+def _reproduce_command(args) -> int:
+    cfg = config_from_args(args)
     if args.status:
         print(format_status(status(cfg), cfg.train.epochs))
         return 0

@@ -8,7 +8,8 @@ at the first start; a resume with another teacher, data or budget is refused
 ``make reproduce`` writes into ``experiments/distillation-small/``, which is part of the
 repository: :func:`finished_files` lists what a finished run needs for the table and the
 shipping, :func:`in_progress_files` the resume files of the runs in progress, and
-:func:`stage` stages them with ``git add`` so that a fresh clone continues where the committed runs stop.
+:func:`stage` stages them with ``git add``, so that a fresh clone continues where the
+committed runs stop.
 """
 
 from __future__ import annotations
