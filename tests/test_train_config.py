@@ -36,7 +36,7 @@ def test_every_field_is_a_train_flag_with_its_default_and_help():
 
 @pytest.mark.parametrize("config", [
     TrainConfig(),
-    TrainConfig(epochs=3, batch_size=2, segment_seconds=0.5, lr=3e-4, weight_decay=0.01,
+    TrainConfig(epochs=3, batch_size=2, segment_seconds=0.5, lr=1.2345678e-4, weight_decay=0.01,
                 steps_per_epoch=7, valid_clips=5, checkpoint_every=10, device="cpu", seed=4,
                 remix_snr=[0.0, 20.0], final_lr_ratio=0.1, grad_clip=1.5, warmup_steps=0),
 ])

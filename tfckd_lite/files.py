@@ -47,7 +47,10 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 
 
 class FolderBusyError(RuntimeError):
-    """Another process holds the lock of a folder (see :func:`folder_lock`)."""
+    """Another process holds the lock of a folder (see :func:`folder_lock`).
+
+    Notebook: 03_training.ipynb
+    """
 
 
 @contextlib.contextmanager

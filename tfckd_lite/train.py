@@ -158,8 +158,15 @@ def config_from_args(args, **fixed) -> TrainConfig:
     return TrainConfig(**values, **fixed)
 
 
-def _flag_value(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def flag_text(value) -> str:
+    """A flag's value as text: floats short (``1e-3`` -> ``0.001``) unless that would round.
+
+    Notebook: 03_training.ipynb
+    """
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
 
 
 def config_argv(config: TrainConfig, defaults: TrainConfig | None = None,
@@ -179,7 +186,7 @@ def config_argv(config: TrainConfig, defaults: TrainConfig | None = None,
                 or (defaults is not None and value == getattr(defaults, f.name))):
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
-        argv += [_flag(f.name), *(_flag_value(v) for v in values)]
+        argv += [_flag(f.name), *(flag_text(v) for v in values)]
     return argv
 
 
@@ -227,6 +234,12 @@ def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
 
 @dataclass
 class TrainResult:
+    """What :func:`fit` returns: the run folder, the epoch records, the best model and its
+    validation metrics.
+
+    Notebook: 03_training.ipynb
+    """
+
     run_dir: Path
     history: list[dict] = field(default_factory=list)
     best_path: Path | None = None
@@ -478,7 +491,7 @@ def _method_option_text(key: str, value) -> str:
     if isinstance(value, bool):
         return f"{key}={'true' if value else 'false'}"
     if isinstance(value, (int, float)):
-        return f"{key}={_flag_value(value)}"
+        return f"{key}={flag_text(value)}"
     raise ValueError(f"method option {key}={value!r} cannot be written on a command line "
                      "(values are true/false, integers or numbers)")
 
@@ -499,7 +512,7 @@ def training_argv(config: TrainConfig, *, preset: str, data, out, method: str = 
     if teacher is not None:
         argv += ["--teacher", str(teacher)]
     if kd_weight is not None:
-        argv += ["--kd-weight", _flag_value(float(kd_weight))]
+        argv += ["--kd-weight", flag_text(float(kd_weight))]
     for key, value in (method_options or {}).items():
         argv += ["--method-option", _method_option_text(key, value)]
     if not resume:

@@ -12,8 +12,8 @@ Notebook: 05_distillation.ipynb
    When the best λ lies at an end of the grid, the optimum may lie beyond it, and a baseline
    tuned only up to its edge would be compared unfairly: the grid is then extended by one
    factor-10 step past that end (e.g. 0.1 after {1, 10, 100}), again if the new value wins,
-   at most ``grid_extensions`` times per method (:func:`~.plan.tuned_grid`); the choice is still made
-   on validation PESQ-WB over every λ tried. Each method starts from three factor-10 steps
+   at most ``grid_extensions`` times per method (:func:`tuned_grid`); the choice is still
+   made on validation PESQ-WB over every λ tried. Each method starts from three factor-10 steps
    centred on the λ a first tuning pass chose (:data:`TUNING_GRIDS`, where the pass is
    described); ``kd_weights`` sets one grid for every method instead.
    The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``,
@@ -44,8 +44,11 @@ Notebook: 05_distillation.ipynb
    for those whose distiller is kept (:data:`SHIPPED_EXTRAS`), whether each student layer
    weighs most the teacher layer it is closest to (:func:`run_calibration_agreement`).
 
-Every run is an ordinary ``python -m tfckd_lite train`` run in its own folder
-(``runs/<method>/lam-<λ>/seed-<s>``), so each can be re-run alone, and the experiment resumes:
+Every run is an ordinary ``train`` run (:func:`~tfckd_lite.train.run_training` in this process,
+or ``python -m tfckd_lite train`` with the same derived flags) in its own folder
+(``runs/<method>/lam-<λ>/seed-<s>``, a :class:`~tfckd_lite.run_folder.RunFolder`), with the
+experiment's one :class:`~tfckd_lite.train.TrainConfig` and the run's seed, so each can be
+re-run alone, and the experiment resumes:
 finished runs and cached test scores are kept, an interrupted run continues from its last
 checkpoint. ``jobs > 1`` runs that many training processes side by side (on a CPU, two
 single-threaded runs finish sooner than two two-threaded runs in a row). A full run takes many

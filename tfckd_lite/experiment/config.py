@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..run_folder import RunFolder
-from ..train import TrainConfig, config_argv, training_argv
+from ..train import TrainConfig, flag_text, config_argv, training_argv
 
 #: methods whose trained distiller (calibration, fusion) ships with the student: those notebook 04
 #: draws. The others ship the student only; their extras (up to 2.2 MB each) stay in the run
@@ -177,8 +177,6 @@ class Run:
         return self.run_folder(cfg).finished(cfg.train.epochs)
 
 
-def _text(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def reproduce_command(cfg: ExperimentConfig) -> str:
@@ -197,8 +195,8 @@ def reproduce_command(cfg: ExperimentConfig) -> str:
     args += config_argv(cfg.train, defaults=default.train, exclude=(*PER_RUN_SETTINGS, "device"))
     for key in ("test_clips", "grid_extensions"):
         if getattr(cfg, key) != getattr(default, key):
-            args += ["--" + key.replace("_", "-"), _text(getattr(cfg, key))]
+            args += ["--" + key.replace("_", "-"), flag_text(getattr(cfg, key))]
     for key in ("methods", "seeds", "kd_weights"):
         if getattr(cfg, key) not in (None, getattr(default, key)):
-            args += ["--" + key.replace("_", "-"), *(_text(v) for v in getattr(cfg, key))]
+            args += ["--" + key.replace("_", "-"), *(flag_text(v) for v in getattr(cfg, key))]
     return "python -m tfckd_lite " + shlex.join(args)

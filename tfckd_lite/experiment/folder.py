@@ -31,7 +31,10 @@ from .plan import (UNTIMED_FACTOR, _own_times, epoch_seconds, epoch_times, final
 RECORD_FILE = "experiment.json"
 TEACHER_SCORES_FILE = "teacher.test.json"
 class ExperimentMismatchError(RuntimeError):
-    """An experiment folder was started with another teacher, other data or another budget."""
+    """An experiment folder was started with another teacher, other data or another budget.
+
+    Notebook: 05_distillation.ipynb
+    """
 
 
 #: settings that may change between sessions of one experiment (they do not change results)
@@ -150,7 +153,10 @@ def status(cfg: ExperimentConfig) -> dict:
 
 
 def format_status(report: dict, epochs: int) -> str:
-    """:func:`status` as text: one line per run and a summary line."""
+    """:func:`status` as text: one line per run and a summary line.
+
+    Notebook: 05_distillation.ipynb
+    """
     lines = [f"{'method':<18} {'λ':>6} {'seed':>4}  epochs  best valid PESQ-WB"]
     for r in report["runs"]:
         lam = "–" if r["method"] == "none" else ("?" if r["kd_weight"] is None
@@ -177,7 +183,10 @@ def finished_files(cfg: ExperimentConfig) -> list[Path]:
     epochs (the folder's ``.gitignore`` leaves out their resume state, logs and locks). A run in
     progress is not listed: its files are only of use with its resume state, which
     :func:`in_progress_files` lists. The report (``results.*``) is not listed: ``--ship`` copies
-    it into the package, and a fresh clone rewrites it from the cached scores in seconds."""
+    it into the package, and a fresh clone rewrites it from the cached scores in seconds.
+
+    Notebook: 05_distillation.ipynb
+    """
     out = Path(cfg.out)
     listed = [out / name for name in (RECORD_FILE, TEACHER_SCORES_FILE)
               if (out / name).is_file()]
@@ -192,7 +201,10 @@ def in_progress_files(cfg: ExperimentConfig) -> list[Path]:
     state (``last.state.safetensors``, ignored by the folder's ``.gitignore``, so it is added with
     ``git add -f``) and the outputs of its epochs so far (best weights and their description,
     ``history.json``, and the distiller extras where the ``.gitignore`` keeps them). A finished
-    run (:func:`finished_files`) or a folder without a state is not listed."""
+    run (:func:`finished_files`) or a folder without a state is not listed.
+
+    Notebook: 05_distillation.ipynb
+    """
     listed: list[Path] = []
     for state in sorted(Path(cfg.out).glob(f"runs/*/**/{RunFolder.STATE}")):
         folder = RunFolder(state.parent)
@@ -222,7 +234,10 @@ def stage(cfg: ExperimentConfig, in_progress: bool = True) -> dict[str, list[str
     run that will not fit (see the module docstring: a third to a half of a 2-core session
     once only TFCKD runs remain). Only the runs in progress at a commit carry a state, and it
     leaves the index as soon as its run has finished.
+
+    Notebook: 05_distillation.ipynb
     """
+
     def git(*args: str) -> str:
         try:
             done = subprocess.run(["git", *args], capture_output=True, text=True, check=True)

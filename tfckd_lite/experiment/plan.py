@@ -60,7 +60,10 @@ DEFAULT_GRID = (1.0, 10.0, 100.0)
 
 def kd_grid(method: str, cfg: ExperimentConfig) -> tuple[float, ...]:
     """The λ grid ``method``'s tuning starts from: ``cfg.kd_weights`` when set, else its entry
-    of :data:`TUNING_GRIDS` (:data:`DEFAULT_GRID` for a method without one)."""
+    of :data:`TUNING_GRIDS` (:data:`DEFAULT_GRID` for a method without one).
+
+    Notebook: 05_distillation.ipynb
+    """
     return cfg.kd_weights or TUNING_GRIDS.get(method, DEFAULT_GRID)
 
 
@@ -94,7 +97,10 @@ def tuned_grid(method: str, cfg: ExperimentConfig) -> list[float]:
 
 def tuning_runs(cfg: ExperimentConfig) -> list[Run]:
     """Stage 1: every seed of 'none', and seed ``seeds[0]`` of each tuned KD method for each λ
-    of its grid as extended so far (:func:`tuned_grid`)."""
+    of its grid as extended so far (:func:`tuned_grid`).
+
+    Notebook: 05_distillation.ipynb
+    """
     runs = [Run("none", None, s) for s in cfg.seeds]
     runs += [Run(m, w, cfg.seeds[0]) for m in cfg.methods
              if m != "none" and lambda_source(m, cfg) == m for w in tuned_grid(m, cfg)]
@@ -102,14 +108,20 @@ def tuning_runs(cfg: ExperimentConfig) -> list[Run]:
 
 
 def final_runs(cfg: ExperimentConfig, chosen: dict[str, float | None]) -> list[Run]:
-    """The runs the table is made of: every seed of every method at its chosen λ."""
+    """The runs the table is made of: every seed of every method at its chosen λ.
+
+    Notebook: 05_distillation.ipynb
+    """
     return [Run(m, chosen[m], s) for m in cfg.methods for s in cfg.seeds]
 
 
 def tuning_scores(method: str, cfg: ExperimentConfig) -> dict[float, float] | None:
     """Validation PESQ-WB per λ tried for ``method`` (seed ``seeds[0]``) once its tuning is
     over, i.e. every λ of :func:`tuned_grid` has finished (then the grid will not grow again);
-    ``None`` before."""
+    ``None`` before.
+
+    Notebook: 05_distillation.ipynb
+    """
     grid = tuned_grid(method, cfg)
     if not all(Run(method, w, cfg.seeds[0]).finished(cfg) for w in grid):
         return None
@@ -122,7 +134,10 @@ def _best_kd_weight(scores: dict[float, float]) -> float:
 
 def settled_kd_weight(method: str, cfg: ExperimentConfig) -> float | None:
     """The λ that ``method`` will train its other seeds with, once the tuning that picks it (its
-    own, or that of the method it ablates) is over; ``None`` until then (and for 'none')."""
+    own, or that of the method it ablates) is over; ``None`` until then (and for 'none').
+
+    Notebook: 05_distillation.ipynb
+    """
     source = lambda_source(method, cfg)
     scores = None if source == "none" else tuning_scores(source, cfg)
     return None if scores is None else _best_kd_weight(scores)
@@ -131,7 +146,10 @@ def settled_kd_weight(method: str, cfg: ExperimentConfig) -> float | None:
 def planned_runs(cfg: ExperimentConfig) -> list[Run]:
     """Every run that can be decided now, tuning first: the tuning runs as the grids stand
     (:func:`tuning_runs`), then the remaining seeds of each method whose λ is settled
-    (:func:`settled_kd_weight`), so those start while other methods are still tuning."""
+    (:func:`settled_kd_weight`), so those start while other methods are still tuning.
+
+    Notebook: 05_distillation.ipynb
+    """
     runs = tuning_runs(cfg)
     for method in cfg.methods:
         if method == "none":
@@ -157,6 +175,8 @@ def choose_kd_weights(cfg: ExperimentConfig) -> dict[str, dict]:
     Returns ``{method: {"kd_weight": λ or None, "valid_pesq_wb": {λ: score}, "tuned_with":
     method}}``; an ablation gets the λ of the method it ablates, whose name is in
     ``tuned_with``, and no scores of its own.
+
+    Notebook: 05_distillation.ipynb
     """
     chosen: dict[str, dict] = {"none": {"kd_weight": None, "valid_pesq_wb": {},
                                         "tuned_with": "none"}}
@@ -187,7 +207,10 @@ UNTIMED_FACTOR = 5.5
 
 def epoch_times(cfg: ExperimentConfig) -> dict[str, list[float]]:
     """Every epoch time measured so far in ``cfg.out``, per method (from each run's
-    ``history.json``; with ``jobs`` runs side by side these are the times of that setting)."""
+    ``history.json``; with ``jobs`` runs side by side these are the times of that setting).
+
+    Notebook: 05_distillation.ipynb
+    """
     times: dict[str, list[float]] = {}
     for history in sorted(Path(cfg.out, "runs").glob(f"*/**/{RunFolder.HISTORY}")):
         method = history.relative_to(Path(cfg.out, "runs")).parts[0]
@@ -207,7 +230,10 @@ def epoch_seconds(method: str, times: dict[str, list[float]]) -> float | None:
     """Estimated seconds per epoch of ``method``: the median measured time of the method (robust
     to an epoch slowed by a pause or a busy machine), else of the method it ablates, else
     (untimed) the fastest measured method's times :data:`UNTIMED_FACTOR`; ``None`` while nothing
-    at all has been measured."""
+    at all has been measured.
+
+    Notebook: 05_distillation.ipynb
+    """
     own = _own_times(method, times)
     if own:
         return float(np.median(own))
@@ -217,7 +243,10 @@ def epoch_seconds(method: str, times: dict[str, list[float]]) -> float | None:
 
 def run_seconds(run: Run, cfg: ExperimentConfig, times: dict[str, list[float]]) -> float | None:
     """Estimated training seconds ``run`` still needs: its epochs left times
-    :func:`epoch_seconds` (0 once finished; ``None`` when nothing has been timed yet)."""
+    :func:`epoch_seconds` (0 once finished; ``None`` when nothing has been timed yet).
+
+    Notebook: 05_distillation.ipynb
+    """
     left = max(cfg.train.epochs - run.run_folder(cfg).epochs_done(), 0)
     if not left:
         return 0.0

@@ -49,6 +49,8 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     its last checkpoint (at most ``cfg.train.checkpoint_every`` steps back), which :func:`stage`
     commits so that another machine continues it. Runs then always train in subprocesses,
     even with ``jobs == 1``, so that they can be stopped.
+
+    Notebook: 05_distillation.ipynb
     """
     from tqdm.auto import tqdm
 
