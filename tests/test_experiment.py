@@ -917,6 +917,11 @@ def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
                       grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors")
     argv = shlex.split(experiment.reproduce_command(cfg))[3:]
     assert config_from_args(build_parser().parse_args(argv)) == cfg
+    # every validation clip: None, where the experiment's default is 100
+    every = cfg.with_training(valid_clips=None)
+    argv = shlex.split(experiment.reproduce_command(every))[3:]
+    assert "--valid-clips none" in shlex.join(argv)
+    assert config_from_args(build_parser().parse_args(argv)) == every
     # each run trains with the experiment's budget and its own seed, in process or not
     run = Run("output", 10.0, 1)
     args = build_parser().parse_args(run.argv(cfg))

@@ -31,7 +31,9 @@ def test_every_field_is_a_train_flag_with_its_default_and_help():
     for f in dataclasses.fields(TrainConfig):
         assert actions[f.name].default == f.default and actions[f.name].help == f.metadata["help"]
     assert actions["remix_snr"].nargs == 2 and actions["epochs"].type is int
-    assert actions["steps_per_epoch"].type is int and actions["lr"].type is float
+    assert actions["lr"].type is float
+    optional = actions["steps_per_epoch"].type
+    assert optional("7") == 7 and optional("none") is None
 
 
 @pytest.mark.parametrize("config", [

@@ -31,6 +31,7 @@ Choices (the paper leaves them open, TFCKD.md section 7), and why:
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -45,6 +46,7 @@ from .checkpoint import (load_training_state, save_distiller_extras, save_model,
                          save_training_state)
 from .losses import compressed_spectral_loss
 from .run_folder import RunFolder
+
 
 def _option(default, help: str, **argparse_options):
     """A TrainConfig field: its default, and the help (and any other argparse option, e.g.
@@ -111,18 +113,28 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _flag_kind(name: str) -> tuple[type, bool]:
-    """The element type of TrainConfig field ``name`` and whether it holds a list of them
-    (``int | None`` -> ``(int, False)``, ``list[float] | None`` -> ``(float, True)``)."""
+def _flag_kind(name: str) -> tuple[type, bool, bool]:
+    """The element type of TrainConfig field ``name``, whether it holds a list of them and
+    whether it may be ``None`` (``int | None`` -> ``(int, False, True)``)."""
     import types
     import typing
 
     hint = typing.get_type_hints(TrainConfig)[name]
+    optional = False
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        optional = type(None) in typing.get_args(hint)
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if typing.get_origin(hint) is list:
-        return typing.get_args(hint)[0], True
-    return hint, False
+        return typing.get_args(hint)[0], True, optional
+    return hint, False, optional
+
+
+def _none_or(kind: type):
+    """An argparse type for an optional field: ``none`` gives None, anything else ``kind``."""
+    def convert(text: str):
+        return None if text.lower() == "none" else kind(text)
+    convert.__name__ = kind.__name__          # argparse names it in "invalid int value"
+    return convert
 
 
 def add_config_arguments(parser, defaults: TrainConfig | None = None,
@@ -140,12 +152,15 @@ def add_config_arguments(parser, defaults: TrainConfig | None = None,
     for f in fields(TrainConfig):
         if f.name in exclude:
             continue
-        kind, many = _flag_kind(f.name)
-        options = {k: v for k, v in f.metadata.items()}
+        kind, many, optional = _flag_kind(f.name)
+        options = dict(f.metadata)
+        if kind is bool:             # --flag / --no-flag
+            options.setdefault("action", argparse.BooleanOptionalAction)
+        else:
+            options["type"] = _none_or(kind) if optional and not many else kind
         if many:
             options.setdefault("nargs", "+")
-        default = getattr(defaults, f.name)
-        parser.add_argument(_flag(f.name), type=kind, default=default, **options)
+        parser.add_argument(_flag(f.name), default=getattr(defaults, f.name), **options)
 
 
 def config_from_args(args, **fixed) -> TrainConfig:
@@ -175,15 +190,26 @@ def config_argv(config: TrainConfig, defaults: TrainConfig | None = None,
 
     Notebook: 03_training.ipynb
 
-    Every field but those in ``exclude``, in field order; a field left at ``None`` is left
-    out (``None`` is its flag's default). With ``defaults``, only the fields that differ from
-    it (for a short command line that relies on those defaults).
+    Every field but those in ``exclude``, in field order, for the flags' defaults of ``train``;
+    with ``defaults`` (the flags' defaults of the command, e.g. ``reproduce``'s), only the
+    fields that differ from them. A field at ``None`` is left out where ``None`` is its flag's
+    default, else written ``none``.
     """
+    parser_defaults = defaults or TrainConfig()
     argv: list[str] = []
     for f in fields(TrainConfig):
         value = getattr(config, f.name)
-        if (f.name in exclude or value is None
-                or (defaults is not None and value == getattr(defaults, f.name))):
+        if f.name in exclude or (defaults is not None and value == getattr(defaults, f.name)):
+            continue
+        if value is None:
+            if getattr(parser_defaults, f.name) is not None:
+                if _flag_kind(f.name)[1]:
+                    raise ValueError(f"{f.name}=None cannot be written on a command line whose "
+                                     f"flag defaults to {getattr(parser_defaults, f.name)!r}")
+                argv += [_flag(f.name), "none"]
+            continue
+        if isinstance(value, bool):
+            argv.append(_flag(f.name) if value else "--no-" + _flag(f.name)[2:])
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
         argv += [_flag(f.name), *(flag_text(v) for v in values)]

@@ -34,8 +34,9 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     again whenever a run finishes, so that runs a finished one makes possible (a λ-grid step,
     the seeds of a method whose λ is settled) start at once instead of a slot waiting idle for
     the slowest run of a stage. In this process when ``jobs == 1`` (through
-    :func:`~tfckd_lite.train.run_training` with the run's config), else as ``python -m tfckd_lite train`` subprocesses with ``OMP_NUM_THREADS =
-    cores // jobs`` whose output goes to ``train.log`` in each run folder; those processes are
+    :func:`~tfckd_lite.train.run_training` with the run's config), else as ``python -m
+    tfckd_lite train`` subprocesses (:meth:`Run.argv`) with ``OMP_NUM_THREADS = cores //
+    jobs`` whose output goes to ``train.log`` in each run folder; those processes are
     stopped with it (an exception, Ctrl-C, or SIGTERM to this process), and each resumes from
     its last checkpoint at the next call.
 
@@ -146,7 +147,8 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None 
 
     Notebook: 05_distillation.ipynb
 
-    The steps are described in :mod:`tfckd_lite.experiment`. The folder's teacher, data and budget are checked first (:func:`check_experiment_folder`).
+    The steps are described in :mod:`tfckd_lite.experiment`. The folder's teacher, data and
+    budget are checked first (:func:`check_experiment_folder`).
     Two ways to give it a wall-clock budget (:func:`train_runs`), after which it returns
     ``None`` if runs remain (call again to resume):
 
