@@ -74,17 +74,16 @@ class TrainConfig:
     final_lr_ratio: float = _option(0.05, "learning rate at the end, as a share of the peak")
     grad_clip: float = _option(5.0, "gradient-norm clipping threshold")
     seed: int = _option(0, "seed of the initial weights and of the batch order")
-    steps_per_epoch: int | None = _option(None, "cap on batches per epoch (default: the whole "
+    steps_per_epoch: int | None = _option(None, "cap on batches per epoch (none: the whole "
                                                 "training split)")
-    valid_clips: int | None = _option(None, "cap on validation utterances per epoch (default: "
-                                            "all)")
+    valid_clips: int | None = _option(None, "cap on validation utterances per epoch (none: all)")
     checkpoint_every: int = _option(0, "also save the resume state every N steps (0: at the "
                                        "end of each epoch only)")
     device: str = _option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     remix_snr: list[float] | None = _option(
         None, "remix every training crop on the fly with another pair's noise at an SNR drawn "
-              "from [LOW, HIGH] dB (default: the pairs as built; 0 20 is the range measured "
-              "in the README)", nargs=2, metavar=("LOW", "HIGH"))
+              "from [LOW, HIGH] dB (none: the pairs as built; 0 20 is the range measured in "
+              "the README)", nargs=2, metavar=("LOW", "HIGH"))
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.segment_seconds <= 0 or self.lr <= 0:
@@ -154,6 +153,8 @@ def add_config_arguments(parser, defaults: TrainConfig | None = None,
             continue
         kind, many, optional = _flag_kind(f.name)
         options = dict(f.metadata)
+        if "help" in options:       # the default is the command's (e.g. reproduce's), not ours
+            options["help"] += " (default: %(default)s)"
         if kind is bool:             # --flag / --no-flag
             options.setdefault("action", argparse.BooleanOptionalAction)
         else:
