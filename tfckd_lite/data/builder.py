@@ -395,9 +395,14 @@ def load_manifest(root) -> dict:
     Notebook: 01_signals_and_data.ipynb
     """
     path = Path(root) / MANIFEST
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); rebuild the set") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not a tfckd_lite reduced-dataset manifest")
+    if not isinstance(manifest.get("files"), dict):
+        raise ValueError(f"{path} lists no files (damaged manifest); rebuild the set")
     return manifest
 
 

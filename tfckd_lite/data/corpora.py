@@ -562,7 +562,8 @@ def open_corpus(root, split: str = "train", kind: str = "auto", *, unpaired: str
     if kind in ("reduced", "voicebank"):
         manifest = None
         if kind == "reduced":
-            manifest = json.loads((root / "manifest.json").read_text())
+            from .builder import load_manifest      # refuses a damaged manifest in words
+            manifest = load_manifest(root)
         entries = _voicebank(root, split, variant, unpaired, valid_speakers, kind, manifest)
         return PairedDataset(entries, **options)
     if kind == "dns":
