@@ -56,7 +56,7 @@ EXIT_LIBRARY_ERROR = 2        # argparse's status for a usage error; ours follow
 class UsageError(ValueError):
     """A command-line mistake the parser cannot see (e.g. flags that exclude each other).
 
-    Notebook: 05_distillation.ipynb
+    Notebook: README.md (section "The library": the command line and its errors)
     """
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 def library_error_message(error: BaseException) -> str | None:
     """The message to print for a library error, or ``None`` for an error that is a bug.
 
-    Notebook: 03_training.ipynb
+    Notebook: README.md (section "The library": the command line and its errors)
 
     The three kinds of library error, and why the rest keep their traceback, are listed in
     this module's docstring.

@@ -1,6 +1,6 @@
 """Enhance your own recordings: audio files of any length, rate and channel count, in chunks.
 
-Notebook: 06_compare_spectrograms.ipynb
+Notebook: 02_dpdcrn.ipynb
 
     python -m tfckd_lite enhance IN.wav [IN2.wav ...] --model lite-teacher --out DIR
 
@@ -39,8 +39,8 @@ enhanced in one piece at all. :func:`enhance_long` therefore cuts the signal int
 ``chunk_seconds`` (default 8 s) that overlap by ``overlap_seconds`` (default 2 s), enhances each
 chunk on its own, and joins neighbours with a raised-cosine cross-fade over the middle half of
 their overlap. Every output sample thus comes from a chunk that saw at least a quarter of the
-overlap (0.5 s, 31 frames) of context on both sides, beyond the reach of the convolutions'
-16-frame receptive field; the cross-fade hides the remaining difference between two chunks'
+overlap (0.5 s, 31 frames) of context on both sides, as far as the convolutions reach (the
+two dilated dense blocks together look 30 frames into the past); the cross-fade hides the remaining difference between two chunks'
 views of the same stretch. The chunk starts lie on the STFT's hop grid, so the chunks' frames
 are the frames of the whole signal. Memory is that of one chunk: files are read, resampled,
 enhanced and written block by block. A signal no longer than one chunk is enhanced in one
@@ -75,7 +75,7 @@ DOWNMIX_CHOICES = ("first", "mean")
 class ChunkPlan:
     """Chunk length, overlap and cross-fade in samples, all on the STFT's hop grid.
 
-    Notebook: 06_compare_spectrograms.ipynb
+    Notebook: 02_dpdcrn.ipynb
 
     A chunk starts every ``step = chunk - overlap`` samples; two neighbours are cross-faded over
     ``fade`` samples in the middle of their overlap, which leaves ``margin`` samples of context
@@ -119,7 +119,7 @@ def enhance_long(model, wave, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                  overlap_seconds: float = DEFAULT_OVERLAP_SECONDS) -> np.ndarray:
     """Enhance a signal of any length in overlapping chunks; returns float32 ``[N]``.
 
-    Notebook: 06_compare_spectrograms.ipynb
+    Notebook: 02_dpdcrn.ipynb
 
     ``wave`` is ``[N]`` or ``[mics, N]`` (numpy or torch) at the model's sample rate, with as
     many channels as the model takes. The chunking (sizes, cross-fade, why) is described in the
@@ -128,21 +128,25 @@ def enhance_long(model, wave, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     wave = torch.as_tensor(wave).detach().float().cpu().numpy()
     if wave.ndim == 1:
         wave = wave[None]
+    if wave.shape[-1] == 0:
+        raise ValueError("the signal has no samples")
     return np.concatenate(list(enhance_stream(model, [wave], chunk_seconds, overlap_seconds)))
 
 
-def enhance_stream(model, blocks: Iterable[np.ndarray], chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+def enhance_stream(model, blocks: Iterable[np.ndarray],
+                   chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                    overlap_seconds: float = DEFAULT_OVERLAP_SECONDS) -> Iterator[np.ndarray]:
     """Enhance a signal that arrives in blocks; yields the enhanced signal in pieces.
 
-    Notebook: 06_compare_spectrograms.ipynb
+    Notebook: 02_dpdcrn.ipynb
 
     ``blocks`` are ``[mics, n]`` float arrays at the model's rate, of any sizes; the pieces
     yielded, concatenated, are the enhanced ``[N]`` signal of :func:`enhance_long`. Only one
     chunk of input (and one cross-fade of output) is held at a time.
     """
     plan = ChunkPlan.from_seconds(chunk_seconds, overlap_seconds, model.stft.sample_rate)
-    fade_in = (np.sin(0.5 * np.pi * (np.arange(plan.fade) + 0.5) / plan.fade) ** 2).astype(np.float32)
+    ramp = (np.arange(plan.fade, dtype=np.float32) + 0.5) / plan.fade
+    fade_in = np.sin(0.5 * np.pi * ramp) ** 2              # fade_in + (1 - fade_in) = 1
     pending = np.zeros((model.config.in_channels, 0), dtype=np.float32)
     tail = None                      # the previous chunk's output over the next cross-fade
 
@@ -190,7 +194,7 @@ def _enhance_chunk(model, chunk: np.ndarray) -> np.ndarray:
 class EnhancedFile:
     """What :func:`enhance_file` wrote.
 
-    Notebook: 06_compare_spectrograms.ipynb
+    Notebook: 02_dpdcrn.ipynb
     """
 
     source: Path
@@ -207,7 +211,7 @@ class EnhancedFile:
 def output_path(source, out_dir) -> Path:
     """Where :func:`enhance_file` writes the enhanced ``source``: ``out_dir/<stem>.wav``.
 
-    Notebook: 06_compare_spectrograms.ipynb
+    Notebook: 02_dpdcrn.ipynb
     """
     return Path(out_dir) / f"{Path(source).stem}.wav"
 
@@ -217,7 +221,7 @@ def enhance_file(model, source, out_dir, *, overwrite: bool = False, downmix: st
                  overlap_seconds: float = DEFAULT_OVERLAP_SECONDS) -> EnhancedFile:
     """Enhance the audio file ``source`` into ``out_dir/<stem>.wav`` (see the module docstring).
 
-    Notebook: 06_compare_spectrograms.ipynb
+    Notebook: 02_dpdcrn.ipynb
 
     Raises :class:`tfckd_lite.audio.AudioError` naming the file for one that cannot be enhanced
     (unreadable, empty, too short, silent, NaN/inf samples, a channel count the model does not
@@ -235,8 +239,11 @@ def enhance_file(model, source, out_dir, *, overwrite: bool = False, downmix: st
                               f"another --out folder")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
-    info = audio_info(source)                         # missing / empty / not audio -> AudioError
     wanted = model.config.in_channels
+    if downmix and wanted > 1:
+        raise ValueError(f"downmix is for single-channel models; this one takes {wanted} "
+                         f"channels")
+    info = audio_info(source)                         # missing / empty / not audio -> AudioError
     if info.channels != wanted and not (wanted == 1 and downmix):
         hint = ("; pass --downmix first (its first channel) or --downmix mean (their average)"
                 if wanted == 1 else "")
@@ -271,7 +278,7 @@ def _blocks(source: Path, sample_rate: int) -> Iterator[np.ndarray]:
                 if not len(block):
                     return
                 yield block
-    except (RuntimeError, sf.LibsndfileError) as error:
+    except RuntimeError as error:                     # soundfile's errors are RuntimeErrors
         raise AudioError(source, f"cannot read audio ({error})") from error
 
 
@@ -359,7 +366,7 @@ class _atomic_output:
 def register(subparsers) -> None:
     """``enhance`` subcommand of ``python -m tfckd_lite``.
 
-    Notebook: 06_compare_spectrograms.ipynb
+    Notebook: 02_dpdcrn.ipynb
     """
     p = subparsers.add_parser("enhance", help="enhance your own audio files with a shipped "
                                               "model or a model file")
@@ -404,6 +411,9 @@ def _enhance_command(args) -> int:
         targets[target] = name
     model = load_model(pretrained.resolve(args.model), map_location=args.device)
     ChunkPlan.from_seconds(args.chunk_seconds, args.overlap_seconds, model.stft.sample_rate)
+    if args.downmix and model.config.in_channels > 1:
+        raise UsageError(f"--downmix is for single-channel models; {args.model} takes "
+                         f"{model.config.in_channels} channels")
     failed = []
     bar = tqdm(args.inputs, desc="enhance", unit="file", disable=args.quiet)
     for name in bar:
