@@ -4,9 +4,9 @@ Notebook: 02_dpdcrn.ipynb
 
     python -m tfckd_lite enhance IN.wav [IN2.wav ...] --model lite-teacher --out DIR
 
-``--model`` is a shipped model name (``python -m tfckd_lite export`` lists how they are made;
-``tfckd_lite.pretrained.available()``) or a ``.safetensors`` model file. Each input becomes
-``DIR/<stem>.wav``. What happens to each kind of input, and why:
+``--model`` is a shipped model name (``tfckd_lite.pretrained.available()``: the lite teacher,
+the lite student and the distilled students) or a ``.safetensors`` model file. Each input
+becomes ``DIR/<stem>.wav``. What happens to each kind of input, and why:
 
 ==============================  ==============================================================
 input                           what happens
@@ -20,12 +20,14 @@ several channels, mono model    refused with a hint, unless ``--downmix first`` 
                                 channel) or ``--downmix mean`` (their average; two distant
                                 microphones can comb-filter, so it is not the default)
 other channel counts            refused: the model was trained for its count
-NaN/inf samples, empty file,    that file is refused with a specific line on stderr; the other
-silent file, unreadable file    files are still enhanced, and the exit status is 1 at the end
+NaN/inf samples, an empty,      that file is refused with a specific ``error: FILE: reason``
+silent (peak below -90 dBFS),   line on stderr; the other files are still enhanced, a summary
+too short (< 32 ms) or          line on stdout lists the failures, and the exit status is 1
+unreadable file
 an existing output              refused unless ``--overwrite``
 ==============================  ==============================================================
 
-The output is a 32-bit float WAV at the model's 16 kHz: the model produces nothing above 8 kHz,
+The output is a 32-bit float WAV at the model's 16 kHz: the output has nothing above 8 kHz,
 so resampling back to the input's rate would only make the file bigger, and float samples are
 never clipped or requantised (an enhanced loud recording may exceed full scale). Each output is
 written to a temporary file in ``DIR`` and renamed into place when complete, so a reader (or an
