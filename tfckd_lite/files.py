@@ -17,16 +17,21 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "folder_lock", "FolderBusyError", "sha256_bytes", "sha256_file"]
+__all__ = ["atomic_write_bytes", "atomic_writer", "folder_lock", "FolderBusyError", "sha256_bytes", "sha256_file"]
 
 _UMASK = os.umask(0o022)          # read the process umask (only possible by setting it) ...
 os.umask(_UMASK)                  # ... and put it back at once
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+@contextlib.contextmanager
+def atomic_writer(path):
+    """A binary file handle whose content replaces ``path`` only if the block succeeds.
 
     Notebook: 01_signals_and_data.ipynb
+
+    A temporary file in the same folder, ``fsync``, ``os.replace``; on an exception the
+    temporary file is removed and ``path`` is left as it was. For output written in pieces
+    (e.g. a long enhanced recording); :func:`atomic_write_bytes` is the one-shot form.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,16 +39,25 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     try:
         if hasattr(os, "fchmod"):        # mkstemp makes 0600 files; give the usual permissions
             os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb+") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    with atomic_writer(path) as handle:
+        handle.write(data)
+    return Path(path)
 
 
 class FolderBusyError(RuntimeError):

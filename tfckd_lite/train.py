@@ -658,9 +658,11 @@ def register(subparsers) -> None:
 _PYTHON_ONLY_OPTIONS = {"output_loss"}
 
 
-def _usage_error(message: str) -> SystemExit:
-    """A command-line mistake: reported as one line on stderr (exit status 1), no traceback."""
-    return SystemExit(f"python -m tfckd_lite train: error: {message}")
+def _usage_error(message: str) -> Exception:
+    """A command-line mistake: ``python -m tfckd_lite`` prints it as one line (exit status 2)."""
+    from .cli import UsageError
+
+    return UsageError(message)
 
 
 def _method_options(method: str, items: list[str]) -> dict:

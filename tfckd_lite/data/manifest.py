@@ -34,9 +34,14 @@ def load_manifest(root) -> dict:
     Notebook: 01_signals_and_data.ipynb
     """
     path = manifest_path(root)
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); rebuild the set") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not a tfckd_lite reduced-dataset manifest")
+    if not isinstance(manifest.get("files"), dict):
+        raise ValueError(f"{path} lists no files (damaged manifest); rebuild the set")
     return manifest
 
 
@@ -55,15 +60,19 @@ def write_manifest(root, manifest: dict) -> Path:
 
 
 def is_reduced_dataset(root) -> bool:
-    """Whether ``root`` holds a readable manifest of this library's format.
+    """Whether ``root`` holds a manifest that says it is of this library's format.
 
     Notebook: 01_signals_and_data.ipynb
+
+    Only the format tag is read, so that a damaged manifest of ours is still recognised as a
+    reduced set and then refused in words by :func:`load_manifest`, instead of being taken for
+    an unknown layout.
     """
     try:
-        load_manifest(root)
+        manifest = json.loads(manifest_path(root).read_text())
     except (OSError, ValueError):
         return False
-    return True
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 def manifest_sha256(root) -> str | None:
