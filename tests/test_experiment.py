@@ -19,10 +19,12 @@ from tfckd_lite.cli import build_parser
 from tfckd_lite.data import manifest_sha256, open_corpus
 from tfckd_lite.distill import build_distiller
 from tfckd_lite.experiment import ExperimentConfig, Run
+from tfckd_lite.experiment.cli import config_from_args
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import build_model
 from tfckd_lite.run_folder import RunFolder
 from tfckd_lite.train import TrainConfig
+from tfckd_lite.train import config_from_args as train_config_from_args
 
 TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -876,8 +878,6 @@ def _makefile_reproduce_config() -> ExperimentConfig:
     """The configuration of ``make reproduce`` (its REPRODUCE_ARGS, parsed by the CLI)."""
     import re
 
-    from tfckd_lite.experiment.cli import config_from_args
-
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     argv = shlex.split(re.search(r"REPRODUCE_ARGS := (.*)", makefile).group(1))
     return config_from_args(build_parser().parse_args(["reproduce", *argv]))
@@ -911,8 +911,6 @@ def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatc
 
 
 def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
-    from tfckd_lite.experiment.cli import config_from_args
-
     cfg = tiny_config(tmp_path, tmp_path / "out", remix_snr=(0.0, 20.0), checkpoint_every=7,
                       grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors")
     argv = shlex.split(experiment.reproduce_command(cfg))[3:]
@@ -925,8 +923,7 @@ def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
     # each run trains with the experiment's budget and its own seed, in process or not
     run = Run("output", 10.0, 1)
     args = build_parser().parse_args(run.argv(cfg))
-    from tfckd_lite.train import config_from_args as train_config
-    assert train_config(args) == run.train_config(cfg) == cfg.train.__class__(
+    assert train_config_from_args(args) == run.train_config(cfg) == TrainConfig(
         **{**dataclasses.asdict(cfg.train), "seed": 1})
     assert (args.teacher, args.kd_weight, args.out) == ("t.safetensors", 10.0,
                                                         str(run.folder(cfg)))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..run_folder import RunFolder
-from ..train import TrainConfig, flag_text, config_argv, training_argv
+from ..train import TrainConfig, config_argv, flag_text, training_argv
 
 #: methods whose trained distiller (calibration, fusion) ships with the student: those notebook 04
 #: draws. The others ship the student only; their extras (up to 2.2 MB each) stay in the run
