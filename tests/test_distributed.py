@@ -14,6 +14,7 @@ import tfckd_lite
 from tfckd_lite import cli
 from tfckd_lite.checkpoint import STATE_FORMAT, _read, save_model
 from tfckd_lite.devices import DeviceError
+from tfckd_lite.distill import METHODS
 from tfckd_lite.distributed import World, rank_device, world_from_env
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(tfckd_lite.__file__).resolve().parent.parent
 KILLED = Path(__file__).with_name("_killed_at_step.py")
+EVERY_METHOD = Path(__file__).with_name("_every_method.py")
 STEPS = 4
 
 
@@ -141,6 +143,20 @@ def test_a_state_of_another_number_of_ranks_is_refused(distributed_run, mini, te
     shutil.copytree(ddp_dir, copy)
     with pytest.raises(ValueError, match="2 process"):
         cli.main(_train_args(mini, copy, "none", teacher_file))
+
+
+def test_every_method_trains_under_torchrun_with_identical_replicas(mini, tmp_path):
+    """Every method through ``fit`` on 2 ranks that start from different random weights: both
+    end with rank 0's start trained on the same averaged gradients (equal checksums) and
+    return the same history."""
+    done = _torchrun([str(mini), str(tmp_path)], script=EVERY_METHOD)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    by_rank = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert set(by_rank[0]) == set(by_rank[1]) == set(METHODS)
+    for method in METHODS:
+        zero, one = by_rank[0][method], by_rank[1][method]
+        assert zero["checksum"] == one["checksum"] and zero["loss"] == one["loss"], method
+        assert (tmp_path / method / "best.safetensors").exists()
 
 
 # ------------------------------------------------------------------ in-process, no launch

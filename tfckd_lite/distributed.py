@@ -54,6 +54,7 @@ What is shared and how (the training engine, :func:`tfckd_lite.train.fit`, calls
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from datetime import timedelta
@@ -203,8 +204,8 @@ def session(device_name: str):
     Notebook: 03_training.ipynb
 
     A single process gets rank 0 of 1 on ``resolve_device(device_name)``. A torchrun process
-    joins the process group (gloo on the CPU, NCCL on CUDA; left at the end when this call
-    joined it) on :func:`rank_device`.
+    joins the process group (gloo on the CPU, NCCL on CUDA) on :func:`rank_device` the first
+    time, and stays in it for later runs in the same process (it leaves at exit).
     """
     launched = world_from_env()
     if launched is None:
@@ -214,17 +215,20 @@ def session(device_name: str):
     device = rank_device(device_name, local)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    joined = not dist.is_initialized()
-    if joined:
+    if not dist.is_initialized():
+        # joined once per process and left at exit: a second init_process_group after a
+        # destroy, in the same torchrun launch, can hang in the rendezvous (seen with gloo)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        atexit.register(_leave)
     elif dist.get_world_size() != size or dist.get_rank() != rank:
         raise RuntimeError("a process group is already set up with another rank or size than "
                            "torchrun's variables say")
-    try:
-        yield World(rank, size, local, device)
-    finally:
-        if joined:
-            dist.destroy_process_group()
+    yield World(rank, size, local, device)
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_replicable(task: torch.nn.Module) -> None:

@@ -11,28 +11,36 @@ the parameters, their gradients and the optimiser stay fp32. ``fp16`` adds a gra
 (its 5 exponent bits underflow small gradients; bf16 has fp32's range and needs none); the
 scaler's state is part of the training state, so an fp16 run resumes exactly too.
 
-What stays in fp32, and why (measured by ``bench/bench_precision.py``, which prints each part's
-error in bf16 against fp64 next to the step-time ratio; numbers in the README):
+What stays in fp32, and why (``bench/bench_precision.py`` prints each part's bf16 error against
+fp64, and the step times; the figures below are from its run on the 2-core CPU machine, lite
+networks, batch 4 x 1 s):
 
-- **STFT / iSTFT**: the FFT has no bf16 kernel (pocketfft, and cuFFT takes fp16 only for
-  power-of-two sizes), and the spectra are the loss targets: the engine computes them before
-  entering autocast.
-- **The polar mask** (``apply_polar_mask``): it takes magnitudes and unit phasors of the mask
-  and of the noisy spectrum; in bf16 (8 bits of mantissa) a phasor's angle is off by up to
-  ~0.4 degrees and ``|Y|`` by 0.4 %, an error on every bin of the output the losses then
-  measure. The network's mask is cast to fp32 and the mask applied with autocast off
-  (``DPDCRN.forward``).
-- **Relations, the calibration's softmaxes, the fusion chains, adaptors and every loss**: the
-  relations are Grams of cosine-normalised features (sums over hundreds of products, divided by
-  norms), the calibration's attention is a softmax over logits of such Grams, and the KD
-  divergences are differences of near-equal softmaxes (their logs): each is where low precision
-  hurts most (a bf16 softmax of 63 frames has relative errors of a few percent, and the
-  divergence between two such softmaxes is of that size). They are all inside the distiller's
-  KD computation, so the island is drawn at one place for every method, present and future:
-  ``Distiller.forward`` casts the networks' outputs and taps to fp32 (``Distiller.run_models``)
-  and computes the SE loss and ``kd_losses`` with autocast off (:func:`full_precision`).
-  The cost is that the fusion chains' and adaptors' convolutions run in fp32 too (measured in
-  the bench; the networks themselves, where most of the time goes, run in low precision).
+- **STFT / iSTFT**: the CPU has no bf16 FFT at all (MKL: "doesn't support tensors of type:
+  BFloat16"), and the spectra are the network's input and the losses' targets: the engine
+  computes them in fp32 before entering autocast.
+- **The polar mask** (``apply_polar_mask``): magnitudes and unit phasors of the mask and of the
+  noisy spectrum; in bf16 (8 bits of mantissa) its output is off by 0.4 % (relative norm) and
+  the phase it adds by up to 0.6 degrees, on every bin the losses then measure. The mask is
+  cast to fp32 and applied with autocast off (``DPDCRN.forward``); it is cheap.
+- **Relations, the calibration's softmaxes, fusion chains, adaptors and every loss**: a
+  relation in bf16 is only 0.3 % off, but the KD terms are divergences between the student's
+  and the teacher's relations, small differences of near-equal numbers once the student gets
+  close: from relations rounded to bf16, the Jeffreys divergence of a student 10 % off its
+  teacher is 17 % wrong, one 1 % off is wrong by a factor of 6 (590 %). The SE loss in bf16
+  is 0.1 % off. All of this sits inside the distiller's KD computation, so the island is drawn
+  at one place for every method, present and future: ``Distiller.run_models`` returns the
+  networks' outputs and taps cast to fp32, and ``Distiller.forward`` computes the SE loss
+  and ``kd_losses`` with autocast off (:func:`full_precision`); ``SupervisedTask`` does the
+  same for the SE loss. The cost: the fusion chains' and adaptors' convolutions run in fp32
+  too (the networks themselves, most of the time, run in low precision).
+
+What it buys: on this CPU (AMD EPYC with AVX512-BF16, one thread, lite networks, batch 4 x 1 s)
+nothing: a bf16 step takes 1.27 times the fp32 step for plain training and 1.14 times for
+``tfckd`` (the casts cost more than the small matmuls save); without the islands plain
+training is no faster (1.23 x, within the noise), and ``tfckd`` does not run at all (the
+fusion chains' custom PReLU backward meets a bf16 gradient and an fp32 input). bf16 is there
+for GPUs, where the paper-size networks' convolutions and GRUs gain from tensor cores; it is
+tested on the CPU for correctness, not speed.
 
 Validation (PESQ/SI-SDR on whole utterances) and the calibration-weight probe run without
 autocast: the scores of a bf16 run are those of its fp32 weights.

@@ -85,7 +85,7 @@ class TrainConfig:
     final_lr_ratio: float = 0.05
     grad_clip: float = 5.0
     seed: int = 0
-    steps_per_epoch: int | None = None      # cap on batches per epoch (None: the whole set)
+    steps_per_epoch: int | None = None      # cap on optimizer steps per epoch (None: all)
     valid_clips: int | None = None          # cap on validation utterances (None: all)
     checkpoint_every: int = 0               # also save the state every N steps (0: epochs only)
     device: str = "auto"                    # auto | cpu | cuda | cuda:N (devices.py)
