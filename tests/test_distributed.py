@@ -161,6 +161,41 @@ def test_every_method_trains_under_torchrun_with_identical_replicas(mini, tmp_pa
 
 # ------------------------------------------------------------------ in-process, no launch
 
+def test_accumulated_micro_batches_give_the_gradient_of_one_batch_of_their_union(mini):
+    """For plain training (an SE loss averaged over every element) K micro-batches of b
+    accumulate to the gradient of one batch of K*b: the loss of each is divided by K."""
+    from tfckd_lite.data import make_loader, open_corpus
+    from tfckd_lite.train import SupervisedTask, _optimisation_step
+
+    noisy, clean = next(iter(make_loader(open_corpus(mini, "train"), batch_size=4,
+                                         segment_seconds=0.5, seed=2)))
+    grads, losses = [], []
+    for micro_batches in ([(noisy, clean)], [(noisy[:2], clean[:2]), (noisy[2:], clean[2:])]):
+        torch.manual_seed(0)
+        task = SupervisedTask(DPDCRN(DPDCRNConfig(channels=8, dual_path_layers=1)))
+        params = task.trainable_parameters()
+        frozen = torch.optim.SGD(params, lr=0.0)       # keep the weights: compare gradients
+        losses.append(_optimisation_step(task, frozen, params, micro_batches, 1e9, "test"))
+        grads.append([p.grad.clone() for p in params])
+    assert losses[1]["total"] == pytest.approx(losses[0]["total"], rel=1e-6)
+    for one, accumulated in zip(*grads):
+        torch.testing.assert_close(accumulated, one, rtol=1e-4, atol=1e-7)
+
+
+def test_steps_per_epoch_counts_optimizer_steps(mini, tmp_path):
+    from tfckd_lite.data import open_corpus
+    from tfckd_lite.train import SupervisedTask, TrainConfig, fit
+
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=1, batch_size=8, segment_seconds=0.25, warmup_steps=1,
+                         valid_clips=1, grad_accum=3, device="cpu")
+    task = SupervisedTask(DPDCRN(DPDCRNConfig(channels=8, dual_path_layers=1)))
+    fit(task, open_corpus(mini, "train"), open_corpus(mini, "valid"), tmp_path, config,
+        progress=False, valid_workers=1)
+    _, counters = _state(tmp_path)
+    assert counters["global_step"] == (64 // 8) // 3           # 8 micro-batches: 2 steps of 3
+
+
 def test_the_ranks_share_out_each_steps_micro_batches_in_order():
     for size, accumulation in ((1, 1), (1, 3), (2, 1), (2, 2), (4, 3)):
         for step in range(3):
