@@ -121,7 +121,8 @@ def errors(device, batch: int) -> None:
     target = student.stft(clean.double())
     enhanced = student(spec)
     se_low = compressed_spectral_loss(enhanced.bfloat16(), target.bfloat16())
-    print(f"  SE loss                  {relative(se_low, compressed_spectral_loss(enhanced, target)):.2e}")
+    se_full = compressed_spectral_loss(enhanced, target)
+    print(f"  SE loss                  {relative(se_low, se_full):.2e}")
 
     teacher = build_model("lite-teacher").to(device)
     torch.manual_seed(0)
