@@ -13,7 +13,6 @@ from tfckd_lite.data import open_corpus
 from tfckd_lite.distill import METHODS, build_distiller
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
-from tfckd_lite.stft import num_frames
 from tfckd_lite.train import TrainConfig, fit
 
 data, out = sys.argv[1], sys.argv[2]
@@ -28,9 +27,9 @@ for method in METHODS:
     torch.manual_seed(rank)                         # unequal starts: rank 0's weights must win
     options = ({"fusion_mid_channels": 16} if "fusion_mid_channels" in METHODS[method].options
                else {})
-    task = build_distiller(method, teacher, DPDCRN(DPDCRNConfig(channels=8, dual_path_layers=1)),
-                           config.batch_size, num_frames(8000), se_loss=compressed_spectral_loss,
-                           **options)
+    student = DPDCRN(DPDCRNConfig(channels=8, dual_path_layers=1))
+    task = build_distiller(method, teacher, student, config.batch_size, config.segment_frames,
+                           se_loss=compressed_spectral_loss, **options)
     result = fit(task, *splits, f"{out}/{method}", config, progress=False, valid_workers=1)
     with torch.no_grad():
         checksum = sum(float(p.double().sum()) for p in task.trainable_parameters())

@@ -13,7 +13,8 @@ from tfckd_lite.checkpoint import load_model, load_training_state, save_model
 from tfckd_lite.data import open_corpus
 from tfckd_lite.devices import DeviceError, resolve_device
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
-from tfckd_lite.train import STATE_FILE, SupervisedTask, TrainConfig, fit
+from tfckd_lite.run_folder import RunFolder
+from tfckd_lite.train import SupervisedTask, TrainConfig, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,12 +56,14 @@ def test_cuda_asked_for_and_absent_is_a_clear_error(name):
 
 @NO_CUDA
 def test_the_commands_refuse_cuda_in_one_line(mini, tmp_path, capsys):
-    with pytest.raises(SystemExit, match="train: error: device 'cuda' asked for"):
-        cli.main(["train", "--preset", "lite-student", "--data", str(mini), "--out",
-                  str(tmp_path / "run"), "--device", "cuda"])
+    assert cli.main(["train", "--preset", "lite-student", "--data", str(mini), "--out",
+                     str(tmp_path / "run"), "--device", "cuda"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: device 'cuda' asked for") and error.count("\n") == 1
     assert not (tmp_path / "run").exists()                     # refused before any work
-    with pytest.raises(SystemExit, match="evaluate: error: device 'cuda:1' asked for"):
-        cli.main(["evaluate", "--model", "noisy", "--data", str(mini), "--device", "cuda:1"])
+    assert cli.main(["evaluate", "--model", "noisy", "--data", str(mini),
+                     "--device", "cuda:1"]) == 2
+    assert capsys.readouterr().err.startswith("error: device 'cuda:1' asked for")
     path = save_model(tmp_path / "m.safetensors", DPDCRN(TINY))
     with pytest.raises(DeviceError):
         load_model(path, map_location="cuda")
@@ -77,7 +80,7 @@ def test_a_state_written_on_a_gpu_resumes_on_the_cpu(splits, tmp_path, kill_at_s
     dying = _task()
     with pytest.raises(kill_at_step(dying, 4)):
         fit(dying, *splits, tmp_path / "resumed", config, progress=False, valid_workers=1)
-    state = tmp_path / "resumed" / STATE_FILE
+    state = RunFolder(tmp_path / "resumed").state
     with safe_open(state, "pt") as f:
         metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     assert "rng.cuda" not in tensors                           # written on the CPU: none
@@ -85,7 +88,7 @@ def test_a_state_written_on_a_gpu_resumes_on_the_cpu(splits, tmp_path, kill_at_s
     save_file(tensors, state, metadata=metadata)
     resumed = _task()
     fit(resumed, *splits, tmp_path / "resumed", config, progress=False, valid_workers=1)
-    with safe_open(straight / STATE_FILE, "pt") as a, safe_open(state, "pt") as b:
+    with safe_open(RunFolder(straight).state, "pt") as a, safe_open(state, "pt") as b:
         for key in (k for k in a.keys() if k.startswith("module.")):
             assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
 
@@ -101,8 +104,8 @@ def test_worker_processes_train_to_the_same_weights(splits, tmp_path):
     for workers in (0, 2):
         runs[workers] = fit(_task(), *splits, tmp_path / f"w{workers}",
                             _config(workers=workers), progress=False, valid_workers=1)
-    with safe_open(tmp_path / "w0" / STATE_FILE, "pt") as a, \
-            safe_open(tmp_path / "w2" / STATE_FILE, "pt") as b:
+    with safe_open(RunFolder(tmp_path / "w0").state, "pt") as a, \
+            safe_open(RunFolder(tmp_path / "w2").state, "pt") as b:
         assert sorted(a.keys()) == sorted(b.keys())
         for key in a.keys():
             assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key

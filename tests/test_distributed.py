@@ -17,6 +17,7 @@ from tfckd_lite.devices import DeviceError
 from tfckd_lite.distill import METHODS
 from tfckd_lite.distributed import World, rank_device, world_from_env
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
+from tfckd_lite.run_folder import RunFolder
 
 # One thread here as in every torchrun rank (OMP_NUM_THREADS=1): the same arithmetic in both.
 # It matters: a convolution's bias just before an InstanceNorm has a true gradient of zero (the
@@ -64,7 +65,7 @@ def _torchrun(args, script=None, ranks=2):
 
 
 def _state(run_dir):
-    tensors, description = _read(run_dir / "last.state.safetensors", STATE_FORMAT)
+    tensors, description = _read(RunFolder(run_dir).state, STATE_FORMAT)
     return tensors, description["counters"]
 
 

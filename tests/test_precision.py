@@ -11,15 +11,16 @@ from tfckd_lite.distill import METHODS, build_distiller
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 from tfckd_lite.precision import as_fp32, autocast, full_precision, grad_scaler
-from tfckd_lite.stft import num_frames
-from tfckd_lite.train import STATE_FILE, SupervisedTask, TrainConfig, _optimisation_step, fit
+from tfckd_lite.stft import segment_frames
+from tfckd_lite.run_folder import RunFolder
+from tfckd_lite.train import SupervisedTask, TrainConfig, _optimisation_step, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 STUDENT = DPDCRNConfig(channels=8, dual_path_layers=1)
 TEACHER = DPDCRNConfig(channels=8, dual_path_layers=2)
 BATCH, SEGMENT = 2, 0.5
-FRAMES = num_frames(round(SEGMENT * 16000))
+FRAMES = segment_frames(SEGMENT)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_an_fp16_run_scales_its_gradients_and_resumes_exactly(splits, tmp_path, 
     assert math.isfinite(straight.history[0]["train"]["total"])
     from tfckd_lite.checkpoint import STATE_FORMAT, _read
 
-    tensors, description = _read(tmp_path / "straight" / STATE_FILE, STATE_FORMAT)
+    tensors, description = _read(RunFolder(tmp_path / "straight").state, STATE_FORMAT)
     assert description["counters"]["grad_scaler"]["scale"] > 1     # the scaler was used
 
     dying = task()
@@ -151,6 +152,6 @@ def test_an_fp16_run_scales_its_gradients_and_resumes_exactly(splits, tmp_path, 
         fit(dying, *splits, tmp_path / "resumed", config, progress=False, valid_workers=1)
     resumed = task()
     fit(resumed, *splits, tmp_path / "resumed", config, progress=False, valid_workers=1)
-    again, _ = _read(tmp_path / "resumed" / STATE_FILE, STATE_FORMAT)
+    again, _ = _read(RunFolder(tmp_path / "resumed").state, STATE_FORMAT)
     for key in (k for k in tensors if k.startswith("module.")):
         assert torch.equal(tensors[key], again[key]), key

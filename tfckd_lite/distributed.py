@@ -199,6 +199,16 @@ def rank_device(name: str, local_rank: int) -> torch.device:
     return resolve_device(f"cuda:{local_rank}")
 
 
+def process_device(name: str) -> torch.device:
+    """The device of this process for ``--device name``: :func:`resolve_device` in a single
+    process, :func:`rank_device` in a torchrun process; :class:`DeviceError` when unusable.
+
+    Notebook: 03_training.ipynb
+    """
+    launched = world_from_env()
+    return resolve_device(name) if launched is None else rank_device(name, launched[2])
+
+
 @contextlib.contextmanager
 def session(device_name: str):
     """The :class:`World` of this process, in the process group for the length of the block.
@@ -210,11 +220,11 @@ def session(device_name: str):
     time, and stays in it for later runs in the same process (it leaves at exit).
     """
     launched = world_from_env()
+    device = process_device(device_name)
     if launched is None:
-        yield World(device=resolve_device(device_name))
+        yield World(device=device)
         return
     rank, size, local = launched
-    device = rank_device(device_name, local)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
