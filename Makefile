@@ -123,6 +123,7 @@ test: setup
 bench: setup
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_distill.py
+	$(PY) bench/bench_precision.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

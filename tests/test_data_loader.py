@@ -81,6 +81,29 @@ def test_worker_processes_change_nothing(train_set):
         assert torch.equal(a, c) and torch.equal(b, d)
 
 
+@pytest.mark.parametrize("remix_snr", [None, (0.0, 20.0)], ids=["as-built", "remixed"])
+def test_selected_positions_are_the_full_pass_batches_in_any_worker_count(train_set, remix_snr):
+    """What a rank of a distributed run (or a resumed epoch) loads: batches picked by position
+    equal those a full pass yields there, whether loaded here or in worker processes."""
+    small = train_set.subset(24)
+    full = make_loader(small, batch_size=4, segment_seconds=0.25, seed=1, epoch=2,
+                       remix_snr=remix_snr)
+    every = _batches(full)
+    positions = [5, 1, 3]
+    for workers in (0, 2):
+        picked = make_loader(small, batch_size=4, segment_seconds=0.25, seed=1, epoch=2,
+                             remix_snr=remix_snr, num_workers=workers)
+        chosen = _batches(picked.select(positions))
+        assert picked.epoch == 2                              # picking does not advance it
+        assert len(chosen) == len(positions)
+        for position, (noisy, clean) in zip(positions, chosen):
+            assert torch.equal(noisy, every[position][0]) and torch.equal(clean, every[position][1])
+    with pytest.raises(IndexError, match="outside"):
+        full.select([6])
+    with pytest.raises(ValueError, match="num_workers"):
+        make_loader(small, batch_size=4, num_workers=-1)
+
+
 def test_remix_sets_the_snr_over_the_whole_utterance_and_loops_the_noise():
     rng = np.random.default_rng(0)
     clean = rng.standard_normal(16000)

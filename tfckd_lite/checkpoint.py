@@ -34,6 +34,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from . import __version__
+from .devices import resolve_device
 from .files import atomic_write_bytes
 from .models import DPDCRN, DPDCRNConfig
 from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, segment_frames
@@ -130,6 +131,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Build the DPDCRN described by a model file and load its weights (no pickle involved).
 
     Notebook: 03_training.ipynb
+
+    ``map_location``: ``cpu``, ``auto``, ``cuda``, ``cuda:N`` or a ``torch.device``
+    (:func:`tfckd_lite.devices.resolve_device`: a clear error when CUDA is absent).
     """
     tensors, description = _read(path, MODEL_FORMAT)
     _check_stft(path, description)
@@ -140,7 +144,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     model = DPDCRN(config)
     _load_state(model, tensors, path, description)
     model.description = description
-    return model.to(map_location).eval()
+    return model.to(resolve_device(map_location)).eval()
 
 
 def load_weights(model: DPDCRN, path: str | os.PathLike) -> DPDCRN:
@@ -247,12 +251,15 @@ def load_trained_distiller(student_file: str | os.PathLike, extras_file: str | o
 # ---------------------------------------------------------------- training state (resume)
 
 def save_training_state(path: str | os.PathLike, module: torch.nn.Module,
-                        optimizer: torch.optim.Optimizer, counters: dict) -> Path:
+                        optimizer: torch.optim.Optimizer, counters: dict,
+                        device: torch.device | None = None) -> Path:
     """Everything a resumed run needs: module and optimiser tensors, RNG state, counters.
 
     Notebook: 03_training.ipynb
 
     ``counters`` must be JSON-serialisable (epoch, step, history, scheduler state, config).
+    The CPU generator's state is always saved; a run on a GPU (``device``) adds its CUDA
+    generator's (``rng.cuda``). Tensors are written from CPU copies, so the file loads anywhere.
     """
     tensors = {f"module.{k}": v for k, v in module.state_dict().items()}
     opt = optimizer.state_dict()
@@ -261,16 +268,25 @@ def save_training_state(path: str | os.PathLike, module: torch.nn.Module,
             value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
             tensors[f"optim.{pid}.{key}"] = value
     tensors["rng.torch"] = torch.get_rng_state()
+    if device is not None and torch.device(device).type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     description = {"counters": counters, "optimizer_param_groups": opt["param_groups"],
                    "library_version": __version__}
     return _write(path, tensors, description, STATE_FORMAT)
 
 
 def load_training_state(path: str | os.PathLike, module: torch.nn.Module,
-                        optimizer: torch.optim.Optimizer) -> dict:
+                        optimizer: torch.optim.Optimizer,
+                        device: torch.device | None = None) -> dict:
     """Restore what :func:`save_training_state` wrote; returns the counters.
 
     Notebook: 03_training.ipynb
+
+    The tensors are read on the CPU and copied into ``module`` and ``optimizer`` wherever their
+    parameters live, so a state written on a GPU resumes on a CPU and the other way round. The
+    CUDA generator's state is restored only into a run on a GPU (``device``) and only when the
+    file has one: a CPU has no CUDA generator, and a state written on a CPU has no CUDA state
+    to give (that generator then keeps its own seed).
     """
     tensors, description = _read(path, STATE_FORMAT)
     module_state = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
@@ -287,4 +303,6 @@ def load_training_state(path: str | os.PathLike, module: torch.nn.Module,
                               f"another shape; is it from a different method or preset?")
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     return description["counters"]

@@ -27,11 +27,26 @@ Choices (the paper leaves them open, TFCKD.md section 7), and why:
 - Resumability: a training state is written atomically at the end of every epoch (and every
   ``checkpoint_every`` steps); batches are a pure function of (seed, epoch, position), so a run
   that is killed and resumed ends with the same weights as one that never stopped.
+
+Scaling out (Notebook: 03_training.ipynb): the same loop runs on a GPU (``device``,
+:mod:`tfckd_lite.devices`), in mixed precision (``precision``, :mod:`tfckd_lite.precision`),
+with batches loaded in ``workers`` processes, and as one rank of a ``torchrun`` launch
+(:mod:`tfckd_lite.distributed`). ``batch_size`` is always the **per-process micro-batch**:
+what one forward pass sees, and what the calibration blocks of I2S-TFCKD are built for (its
+"frequency" relations are taken across those ``batch_size`` utterances, never across ranks).
+``grad_accum`` K sums the gradients of K micro-batches (each loss divided by K) before one
+optimizer step; with W ranks a step sees ``batch_size * K * W`` utterances, the micro-batches
+``s*W*K ... (s+1)*W*K - 1`` of the epoch's one global sequence, so W ranks give the weights of
+one process with ``grad_accum = W*K`` (tested to float tolerance). ``steps_per_epoch`` counts
+optimizer steps, and the learning-rate schedule depends on the optimizer step only.
+``device`` and ``workers`` do not change the numbers and may differ on resume; ``precision``,
+``grad_accum`` and the number of ranks do, and a resume must match them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -42,9 +57,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import (load_training_state, save_distiller_extras, save_model,
                          save_training_state)
+from .devices import resolve_device
 from .losses import compressed_spectral_loss
+from .precision import PRECISIONS, as_fp32, autocast, check_precision, full_precision, grad_scaler
 from .run_folder import RunFolder
 
 
@@ -66,7 +84,8 @@ class TrainConfig:
     """
 
     epochs: int = _option(30, "training epochs")
-    batch_size: int = _option(8, "crops per batch (the calibration blocks are built for it)")
+    batch_size: int = _option(8, "crops per forward pass of one process, in every mode (the "
+                                 "micro-batch; the calibration blocks are built for it)")
     segment_seconds: float = _option(1.0, "length of a training crop in seconds")
     lr: float = _option(1e-3, "peak learning rate of AdamW")
     weight_decay: float = _option(0.0, "AdamW weight decay")
@@ -74,20 +93,33 @@ class TrainConfig:
     final_lr_ratio: float = _option(0.05, "learning rate at the end, as a share of the peak")
     grad_clip: float = _option(5.0, "gradient-norm clipping threshold")
     seed: int = _option(0, "seed of the initial weights and of the batch order")
-    steps_per_epoch: int | None = _option(None, "cap on batches per epoch (none: the whole "
-                                                "training split)")
+    steps_per_epoch: int | None = _option(None, "cap on optimizer steps per epoch (none: the "
+                                                "whole training split)")
     valid_clips: int | None = _option(None, "cap on validation utterances per epoch (none: all)")
     checkpoint_every: int = _option(0, "also save the resume state every N steps (0: at the "
                                        "end of each epoch only)")
-    device: str = _option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    device: str = _option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N; under "
+                                  "torchrun each process takes cuda:LOCAL_RANK")
     remix_snr: list[float] | None = _option(
         None, "remix every training crop on the fly with another pair's noise at an SNR drawn "
               "from [LOW, HIGH] dB (none: the pairs as built; 0 20 is the range measured in "
               "the README)", nargs=2, metavar=("LOW", "HIGH"))
+    precision: str = _option("fp32", "fp32, or bf16 / fp16 autocast with fp32 islands "
+                                     "(tfckd_lite/precision.py)", choices=list(PRECISIONS))
+    grad_accum: int = _option(1, "micro-batches of --batch-size per optimizer step",
+                              metavar="K")
+    workers: int = _option(0, "processes loading training batches (0: this process); the "
+                              "batches are the same")
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.segment_seconds <= 0 or self.lr <= 0:
             raise ValueError(f"invalid training config: {self}")
+        check_precision(self.precision)
+        if isinstance(self.grad_accum, bool) or not isinstance(self.grad_accum, int) \
+                or self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be a positive int, got {self.grad_accum!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"workers must be an int >= 0, got {self.workers!r}")
         from .data.loader import check_remix_snr
 
         checked = check_remix_snr(self.remix_snr)
@@ -103,9 +135,11 @@ class TrainConfig:
         return segment_frames(self.segment_seconds)
 
 
+#: fields that do not change a run's numbers: a resume may change them
+_NOT_COMPARED = ("device", "workers")
 #: TrainConfig's field defaults, for comparing with states written before a field existed
 _FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
-                   if f.default is not MISSING and f.name != "device"}
+                   if f.default is not MISSING and f.name not in _NOT_COMPARED}
 
 
 def _flag(name: str) -> str:
@@ -217,16 +251,6 @@ def config_argv(config: TrainConfig, defaults: TrainConfig | None = None,
     return argv
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch.device.
-
-    Notebook: 03_training.ipynb
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class SupervisedTask(nn.Module):
     """A DPDCRN trained on the SE loss alone (the student baseline and the teacher).
 
@@ -240,7 +264,9 @@ class SupervisedTask(nn.Module):
         self.se_loss = se_loss
 
     def forward(self, noisy_spec: torch.Tensor, clean_spec: torch.Tensor) -> dict[str, torch.Tensor]:
-        loss = self.se_loss(self.model(noisy_spec), clean_spec)
+        enhanced = self.model(noisy_spec)
+        with full_precision():                          # the loss in fp32 (precision.py)
+            loss = self.se_loss(*as_fp32((enhanced, clean_spec)))
         return {"se": loss, "total": loss}
 
     def trainable_parameters(self):
@@ -287,18 +313,43 @@ def validate(model: nn.Module, valid_set, max_clips: int | None = None,
     return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
 
 
-def _optimisation_step(task: nn.Module, optimizer, params: list, noisy: torch.Tensor,
-                       clean: torch.Tensor, grad_clip: float, where: str) -> dict[str, torch.Tensor]:
-    """One step of :func:`fit` and :func:`train_steps`: losses, finiteness check, clipped update."""
-    losses = task(task.model.stft(noisy), task.model.stft(clean))
-    if not torch.isfinite(losses["total"]):
-        raise FloatingPointError(f"non-finite loss at {where}: "
-                                 f"{ {k: float(v.detach()) for k, v in losses.items()} }")
+def _optimisation_step(task: nn.Module, optimizer, params: list, micro_batches: list,
+                       grad_clip: float, where: str, precision: str = "fp32",
+                       scaler: torch.amp.GradScaler | None = None,
+                       world: distributed.World | None = None) -> dict[str, float]:
+    """One optimizer step of :func:`fit` and :func:`train_steps` over ``micro_batches``
+    (``(noisy, clean)`` waveforms on the run's device): per micro-batch the losses (under
+    autocast for bf16/fp16; the STFT outside it, in fp32), a finiteness check and the backward
+    pass of ``total / K``; then the gradients averaged over the ranks (``world``), unscaled
+    (fp16), clipped, and the update. Returns the step's losses as floats: the mean over the
+    micro-batches (and over the ranks)."""
     optimizer.zero_grad(set_to_none=True)
-    losses["total"].backward()
+    count = len(micro_batches)
+    sums: dict[str, float] = {}
+    for index, (noisy, clean) in enumerate(micro_batches):
+        spec_noisy, spec_clean = task.model.stft(noisy), task.model.stft(clean)
+        with autocast(noisy.device, precision):
+            losses = task(spec_noisy, spec_clean)
+        if not torch.isfinite(losses["total"]):
+            micro = f", micro-batch {index}" if count > 1 else ""
+            raise FloatingPointError(f"non-finite loss at {where}{micro}: "
+                                     f"{ {k: float(v.detach()) for k, v in losses.items()} }")
+        share = losses["total"] / count
+        (share if scaler is None else scaler.scale(share)).backward()
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+    means = {key: value / count for key, value in sums.items()}
+    if world is not None:
+        means = world.average(params, means)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     nn.utils.clip_grad_norm_(params, grad_clip)
-    optimizer.step()
-    return losses
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)                          # skipped when a gradient overflowed
+        scaler.update()
+    return means
 
 
 def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
@@ -331,49 +382,68 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     Only one process trains in a folder at a time: a second one gets
     :class:`tfckd_lite.files.FolderBusyError` at once (two would overwrite each other's state).
     The file names are :class:`~tfckd_lite.run_folder.RunFolder`'s.
+
+    Launched by ``torchrun`` (Notebook: 03_training.ipynb), every rank calls ``fit`` with the
+    same arguments: each trains on its share of the batches, rank 0 alone takes the folder's
+    lock, validates and writes; every rank returns rank 0's history and best metrics
+    (:mod:`tfckd_lite.distributed`).
     """
     from .files import folder_lock
 
-    with folder_lock(run_dir, RunFolder.LOCK, wait=False):
-        return _fit(task, train_set, valid_set, Path(run_dir), config, progress, resume,
-                    description, valid_workers)
+    config = config or TrainConfig()
+    with distributed.session(config.device) as world:
+        lock = folder_lock(run_dir, RunFolder.LOCK, wait=False) if world.is_main \
+            else contextlib.nullcontext()
+        with lock:
+            return _fit(task, train_set, valid_set, Path(run_dir), config, progress, resume,
+                        description, valid_workers, world)
 
 
 def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, description,
-         valid_workers) -> TrainResult:
+         valid_workers, world: distributed.World) -> TrainResult:
     from .data import make_loader
     from .files import atomic_write_bytes
     import json
 
-    config = config or TrainConfig()
-    device = resolve_device(config.device)
+    device = world.device
+    main = world.is_main                       # validates, writes files, shows progress
     model = task.model
     task.to(device)
+    if world.distributed:
+        distributed.check_replicable(task)
     params = list(task.trainable_parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scaler = grad_scaler(device, config.precision)
 
-    def batches(epoch: int):
+    def loader(workers: int):
         return make_loader(train_set, batch_size=config.batch_size,
                            segment_seconds=config.segment_seconds, train=True, seed=config.seed,
-                           epoch=epoch, remix_snr=config.remix_snr)
+                           remix_snr=config.remix_snr, num_workers=workers,
+                           pin_memory=workers > 0 and device.type == "cuda")
 
-    steps_per_epoch = len(batches(0))
+    batches = loader(config.workers)
+    accumulation = config.grad_accum
+    steps_per_epoch = len(batches) // (world.size * accumulation)
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     if steps_per_epoch < 1:
-        raise ValueError(f"the training set yields no full batch of {config.batch_size}")
+        raise ValueError(f"the training set yields {len(batches)} batches of "
+                         f"{config.batch_size} per epoch, fewer than one optimizer step takes "
+                         f"({world.size} process(es) x grad_accum {accumulation})")
     total_steps = config.epochs * steps_per_epoch
-    comparable = {k: v for k, v in asdict(config).items() if k != "device"}
+    comparable = {k: v for k, v in asdict(config).items() if k not in _NOT_COMPARED}
     signature = task.resume_signature() if hasattr(task, "resume_signature") else None
 
     counters = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [],
                 "running": {}, "best": None, "config": comparable}
     if signature is not None:
         counters["task"] = signature
+    if world.distributed:                       # absent: one process (as every older state)
+        counters["world_size"] = world.size
     folder = RunFolder(run_dir)
     state_path = folder.state
     if resume and state_path.exists():
-        counters = load_training_state(state_path, task, optimizer)
+        counters = load_training_state(state_path, task, optimizer, device)
         # a field added to TrainConfig after the state was written is absent from it: its
         # default is what that older run did, so a run folder survives a library upgrade
         saved_config = {**_FIELD_DEFAULTS, **counters["config"]}
@@ -390,7 +460,14 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
                        if theirs.get(k) != ours.get(k)}
             raise ValueError(f"{state_path} was written for another task (saved, now): "
                              f"{changed}; use a new run folder or resume=False")
-        if progress:
+        if counters.get("world_size", 1) != world.size:
+            raise ValueError(f"{state_path} was written by a run of "
+                             f"{counters.get('world_size', 1)} process(es), this one has "
+                             f"{world.size}: its steps cut the batches differently; resume "
+                             "with the same torchrun --nproc_per_node (and nodes)")
+        if scaler is not None and "grad_scaler" in counters:
+            scaler.load_state_dict(counters["grad_scaler"])
+        if progress and main:
             print(f"resuming {run_dir} at epoch {counters['epoch'] + 1}, "
                   f"step {counters['step_in_epoch']}")
     else:
@@ -399,17 +476,21 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
             raise ValueError(f"{run_dir} holds files of an earlier run ({earlier[0].name}, ...) "
                              "but no training state to resume; use resume=False (--no-resume) "
                              "to start over, or a new run folder")
-        for stale in earlier:      # starting over: they must not pass for this run's files
+        for stale in earlier if main else ():   # starting over: they must not pass for ours
             stale.unlink()
+    world.broadcast_state(task)                 # every rank starts from rank 0's weights
 
     def save_state():
-        save_training_state(state_path, task, optimizer, counters)
+        if scaler is not None:
+            counters["grad_scaler"] = scaler.state_dict()
+        if main:
+            save_training_state(state_path, task, optimizer, counters, device)
 
     # A distiller with learned calibration records its mean weights on one fixed batch (the
     # first of epoch 0) before training and after each epoch: the weights' course over the run.
     probe = None
-    if hasattr(task, "calibration_summary"):
-        probe = model.stft(next(iter(batches(0)))[0].to(device))
+    if main and hasattr(task, "calibration_summary"):
+        probe = model.stft(next(loader(0).select([0]))[0].to(device))
         if counters["global_step"] == 0 and "calibration_initial" not in counters:
             summary = task.calibration_summary(probe)
             if summary is not None:
@@ -419,20 +500,24 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
         task.train()
         started = time.perf_counter()
         running = counters["running"]
-        bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"], disable=not progress,
-                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
-        for position, (noisy, clean) in enumerate(batches(epoch)):
-            if position >= steps_per_epoch:
-                break
-            if position < counters["step_in_epoch"]:
-                continue                       # already trained before the interruption
+        bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"],
+                   disable=not (progress and main), desc=f"epoch {epoch + 1}/{config.epochs}",
+                   leave=False)
+        batches.set_epoch(epoch)
+        steps = range(counters["step_in_epoch"], steps_per_epoch)
+        # this rank's micro-batches of the remaining steps, in the epoch's global sequence
+        stream = batches.select([p for step in steps
+                                 for p in world.micro_batches(step, accumulation)])
+        for step in steps:
+            micro = [tuple(t.to(device, non_blocking=batches.pin_memory) for t in next(stream))
+                     for _ in range(accumulation)]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(counters["global_step"], total_steps, config)
-            losses = _optimisation_step(task, optimizer, params, noisy.to(device),
-                                        clean.to(device), config.grad_clip,
-                                        f"epoch {epoch + 1}, step {position}")
+            losses = _optimisation_step(task, optimizer, params, micro, config.grad_clip,
+                                        f"epoch {epoch + 1}, step {step}", config.precision,
+                                        scaler, world)
             for key, value in losses.items():
-                running[key] = running.get(key, 0.0) + float(value.detach())
+                running[key] = running.get(key, 0.0) + value
             counters["step_in_epoch"] += 1
             counters["global_step"] += 1
             bar.update(1)
@@ -440,36 +525,49 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
             if config.checkpoint_every and counters["global_step"] % config.checkpoint_every == 0:
                 save_state()
         bar.close()
-        train_means = {k: v / max(1, counters["step_in_epoch"]) for k, v in running.items()}
-        metrics = validate(model, valid_set, config.valid_clips, valid_workers)
-        record = {"epoch": epoch + 1, "train": train_means, "valid": metrics,
-                  "lr": optimizer.param_groups[0]["lr"]}
-        summary = task.calibration_summary(probe) if probe is not None else None
-        if summary is not None:
-            if epoch == 0 and "calibration_initial" in counters:
-                record["calibration_initial"] = counters.pop("calibration_initial")
-            record["calibration"] = summary
-        record["seconds"] = round(time.perf_counter() - started, 2)
-        counters["history"].append(record)
-        score = metrics.get("pesq_wb", float("nan"))
-        if counters["best"] is None or score > counters["best"]["pesq_wb"]:
-            counters["best"] = {"epoch": epoch + 1, **metrics}
-            save_model(folder.best, model, metrics=counters["best"], train_config=comparable,
-                       **(description or {}))
-            if signature is not None and any(not k.startswith("student.")
-                                             for k in task.state_dict()):
-                save_distiller_extras(folder.best_extras, task, epoch=epoch + 1)
-        if progress:
-            print(f"epoch {epoch + 1}/{config.epochs}: loss {train_means['total']:.4f}, valid "
-                  f"PESQ-WB {metrics.get('pesq_wb', float('nan')):.3f}, SI-SDR "
-                  f"{metrics.get('si_sdr', float('nan')):.2f} dB ({record['seconds']:.0f} s)")
+        if main:
+            _end_of_epoch(task, model, valid_set, folder, config, counters, comparable,
+                          description, signature, probe, epoch, started, progress,
+                          valid_workers, optimizer)
         counters.update(epoch=epoch + 1, step_in_epoch=0, running={})
         save_state()
-        atomic_write_bytes(folder.history_file,
-                           (json.dumps(counters["history"], indent=2) + "\n").encode())
+        if main:
+            atomic_write_bytes(folder.history_file,
+                               (json.dumps(counters["history"], indent=2) + "\n").encode())
+        world.barrier()                         # the others wait while rank 0 validates
 
-    return TrainResult(run_dir=run_dir, history=counters["history"], best_path=folder.best,
-                       best_metrics=counters["best"])
+    history, best = world.share((counters["history"], counters["best"]))
+    return TrainResult(run_dir=run_dir, history=history, best_path=folder.best,
+                       best_metrics=best)
+
+
+def _end_of_epoch(task, model, valid_set, folder, config, counters, comparable, description,
+                  signature, probe, epoch, started, progress, valid_workers, optimizer) -> None:
+    """Rank 0 after an epoch: validation, the history record, the best model if it improved."""
+    train_means = {k: v / max(1, counters["step_in_epoch"])
+                   for k, v in counters["running"].items()}
+    metrics = validate(model, valid_set, config.valid_clips, valid_workers)
+    record = {"epoch": epoch + 1, "train": train_means, "valid": metrics,
+              "lr": optimizer.param_groups[0]["lr"]}
+    summary = task.calibration_summary(probe) if probe is not None else None
+    if summary is not None:
+        if epoch == 0 and "calibration_initial" in counters:
+            record["calibration_initial"] = counters.pop("calibration_initial")
+        record["calibration"] = summary
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    counters["history"].append(record)
+    score = metrics.get("pesq_wb", float("nan"))
+    if counters["best"] is None or score > counters["best"]["pesq_wb"]:
+        counters["best"] = {"epoch": epoch + 1, **metrics}
+        save_model(folder.best, model, metrics=counters["best"], train_config=comparable,
+                   **(description or {}))
+        if signature is not None and any(not k.startswith("student.")
+                                         for k in task.state_dict()):
+            save_distiller_extras(folder.best_extras, task, epoch=epoch + 1)
+    if progress:
+        print(f"epoch {epoch + 1}/{config.epochs}: loss {train_means['total']:.4f}, valid "
+              f"PESQ-WB {metrics.get('pesq_wb', float('nan')):.3f}, SI-SDR "
+              f"{metrics.get('si_sdr', float('nan')):.2f} dB ({record['seconds']:.0f} s)")
 
 
 def train_steps(task: nn.Module, batches, steps: int, lr: float = 1e-3, grad_clip: float = 5.0,
@@ -505,9 +603,8 @@ def train_steps(task: nn.Module, batches, steps: int, lr: float = 1e-3, grad_cli
     stream = endless()
     for step in tqdm(range(1, steps + 1), desc="steps", disable=not progress, leave=False):
         noisy, clean = next(stream)
-        losses = _optimisation_step(task, optimizer, params, noisy, clean, grad_clip,
-                                    f"step {step}")
-        history.append({k: float(v.detach()) for k, v in losses.items()})
+        history.append(_optimisation_step(task, optimizer, params, [(noisy, clean)], grad_clip,
+                                          f"step {step}"))
         if callback is not None:
             callback(step, history[-1])
     task.eval()
@@ -582,6 +679,7 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
                          "'none' trains the student alone")
     if method != "none" and teacher is None:
         raise ValueError(f"method {method!r} distils from a teacher: give teacher")
+    distributed.process_device(config.device)  # "cuda" without one: refused before any work
     if command is None:
         command = "python -m tfckd_lite " + shlex.join(training_argv(
             config, preset=preset, data=data, out=out, method=method, teacher=teacher,
@@ -597,8 +695,9 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
         task = build_distiller(method, teacher_model, model, config.batch_size, frames,
                                se_loss=compressed_spectral_loss, kd_weight=kd_weight, **options)
         description.update(kd_weight=task.kd_weight, method_options=options, **teacher_info)
-        print(f"distilling {teacher} into {preset} with {method} "
-              f"(kd_weight {task.kd_weight:g}, batch {config.batch_size} x {frames} frames)")
+        if distributed.launched_rank() == 0:
+            print(f"distilling {teacher} into {preset} with {method} "
+                  f"(kd_weight {task.kd_weight:g}, batch {config.batch_size} x {frames} frames)")
     description["data_manifest_sha256"] = manifest_sha256(data)
     return fit(task, open_corpus(data, "train"), open_corpus(data, "valid"), out, config,
                resume=resume, description=description, progress=progress)
@@ -650,7 +749,7 @@ def register(subparsers) -> None:
     p.add_argument("--by", action="append", default=[], metavar="FIELD",
                    help="also print the scores per group of clips: noise, snr or speaker "
                         "(repeatable; corpora that log them)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     p.set_defaults(func=_evaluate_command)
 
 
@@ -763,7 +862,8 @@ def _train_command(args) -> int:
                           method=args.method, teacher=args.teacher, kd_weight=args.kd_weight,
                           method_options=options, resume=not args.no_resume,
                           command="python -m tfckd_lite " + shlex.join(sys.argv[1:]))
-    print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")
+    if distributed.launched_rank() == 0:
+        print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")
     return 0
 
 
@@ -775,12 +875,13 @@ def _evaluate_command(args) -> int:
     from .data import open_corpus
     from .metrics import evaluate, format_breakdown, summary_by
 
+    device = resolve_device(args.device)       # "cuda" without one: refused before any work
     dataset = open_corpus(args.data, args.split)
     if args.model == "noisy":
         enhance = None
     else:
         from . import pretrained
-        enhance = load_model(pretrained.resolve(args.model), map_location=args.device).enhance
+        enhance = load_model(pretrained.resolve(args.model), map_location=device).enhance
     report = evaluate(enhance, dataset, max_clips=args.max_clips)
     for key, value in report["summary"].items():
         print(f"{key:<28} {value:.3f}" if isinstance(value, float) else f"{key:<28} {value}")

@@ -133,16 +133,23 @@ class _Crops(torch.utils.data.Dataset):
 
 
 class _EpochBatches(torch.utils.data.Sampler):
-    def __init__(self, size: int, batch_size: int, seed: int, loader: "TrainLoader"):
+    """The items of batches ``positions`` (all, by default) of the loader's current epoch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, loader: "TrainLoader",
+                 positions=None):
         self.size, self.batch_size, self.seed, self.loader = size, batch_size, seed, loader
+        self.positions = positions
 
     def __len__(self) -> int:
+        if self.positions is not None:
+            return len(self.positions)
         return self.size // self.batch_size
 
     def __iter__(self):
         epoch = self.loader.epoch
         order = np.random.default_rng([self.seed, epoch, 0x5A3]).permutation(self.size)
-        for b in range(len(self)):
+        every = range(self.size // self.batch_size)
+        for b in (every if self.positions is None else self.positions):
             yield [(int(i), epoch) for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
 
 
@@ -164,7 +171,7 @@ class TrainLoader:
 
     def __init__(self, dataset, batch_size: int, segment_samples: int, seed: int = 0,
                  epoch: int = 0, num_workers: int = 0,
-                 remix_snr: tuple[float, float] | None = None):
+                 remix_snr: tuple[float, float] | None = None, pin_memory: bool = False):
         if batch_size < 1 or segment_samples < 1:
             raise ValueError(f"batch_size and segment_samples must be positive, got "
                              f"{batch_size}, {segment_samples}")
@@ -177,6 +184,10 @@ class TrainLoader:
         self.seed = int(seed)
         self.epoch = int(epoch)
         self.num_workers = int(num_workers)
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be 0 (load in this process) or more, got "
+                             f"{num_workers}")
+        self.pin_memory = bool(pin_memory)
         self.remix_snr = check_remix_snr(remix_snr)
         if self.remix_snr is not None and getattr(dataset, "multichannel", False):
             raise ValueError("on-the-fly remixing (remix_snr) needs a single-microphone corpus: "
@@ -194,15 +205,33 @@ class TrainLoader:
     def __len__(self) -> int:
         return len(self.dataset) // self.batch_size
 
-    def __iter__(self):
-        loader = torch.utils.data.DataLoader(
+    def _loader(self, positions=None):
+        return torch.utils.data.DataLoader(
             self._crops, batch_sampler=_EpochBatches(len(self.dataset), self.batch_size,
-                                                     self.seed, self),
-            num_workers=self.num_workers, collate_fn=_stack,
+                                                     self.seed, self, positions),
+            num_workers=self.num_workers, collate_fn=_stack, pin_memory=self.pin_memory,
             persistent_workers=False)
-        for batch in loader:
+
+    def __iter__(self):
+        for batch in self._loader():
             yield batch
         self.epoch += 1                    # a full pass moves on to the next epoch
+
+    def select(self, positions):
+        """Batches ``positions`` (indices into this epoch's batch sequence, ``0 <= p <
+        len(self)``) of the current epoch, in that order; the epoch does not advance.
+
+        Notebook: 03_training.ipynb
+
+        The training engine takes its share of an epoch this way (a rank's micro-batches, or
+        the rest of an epoch after a resume): each batch equals the one a full pass yields at
+        that position, loaded in this process or in ``num_workers`` worker processes alike.
+        """
+        positions = [int(p) for p in positions]
+        bad = [p for p in positions if not 0 <= p < len(self)]
+        if bad:
+            raise IndexError(f"batch positions {bad[:3]} outside the epoch's 0..{len(self) - 1}")
+        return iter(self._loader(positions))
 
 
 class EvalLoader:
@@ -231,7 +260,7 @@ class EvalLoader:
 
 def make_loader(dataset, batch_size: int = 8, segment_seconds: float | None = 1.0,
                 train: bool = True, seed: int = 0, num_workers: int = 0, epoch: int = 0,
-                remix_snr: tuple[float, float] | None = None):
+                remix_snr: tuple[float, float] | None = None, pin_memory: bool = False):
     """Training batches of fixed shape, or whole utterances for evaluation.
 
     Notebook: 01_signals_and_data.ipynb
@@ -240,7 +269,9 @@ def make_loader(dataset, batch_size: int = 8, segment_seconds: float | None = 1.
     ``B = batch_size`` and ``N = segment_samples(segment_seconds)`` always (``len()`` batches per
     epoch, incomplete batches dropped); epoch ``k`` is a function of ``(seed, k)``; each full
     pass advances the epoch, ``epoch=``/``set_epoch()`` sets it; ``remix_snr=(low, high)``
-    remixes every item with another pair's noise at a random SNR (module docs). ``train=False``: an
+    remixes every item with another pair's noise at a random SNR (module docs);
+    ``num_workers`` loads the items in that many worker processes (the same batches) and
+    ``pin_memory`` pins them for a fast copy to a GPU. ``train=False``: an
     :class:`EvalLoader` yielding ``(noisy [1, N], clean [1, N], [name])`` per utterance
     (``batch_size`` and ``segment_seconds`` are ignored).
     """
@@ -249,4 +280,5 @@ def make_loader(dataset, batch_size: int = 8, segment_seconds: float | None = 1.
     if segment_seconds is None or segment_seconds <= 0:
         raise ValueError(f"training needs a positive segment_seconds, got {segment_seconds}")
     return TrainLoader(dataset, batch_size, segment_samples(segment_seconds), seed=seed,
-                       epoch=epoch, num_workers=num_workers, remix_snr=remix_snr)
+                       epoch=epoch, num_workers=num_workers, remix_snr=remix_snr,
+                       pin_memory=pin_memory)

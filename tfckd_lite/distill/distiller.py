@@ -43,6 +43,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..precision import as_fp32, full_precision
 from .calibration import STREAMS, TFCalibration, uniform_weights
 from .fusion import FUSION_MID_CHANNELS, SET_NAMES, FusionChain
 from .losses import calibrated_set_loss, pairwise_divergence
@@ -227,6 +228,9 @@ class Distiller(nn.Module):
 
         Returns ``(student_out, student_taps, teacher_out, teacher_taps)``; taps are ``None``
         when the method does not need them, the teacher entries ``None`` without a teacher.
+        Under mixed precision the networks run in low precision but everything returned is
+        cast to fp32: the KD computation that follows is an fp32 island
+        (:mod:`tfckd_lite.precision`).
         """
         if self.needs_features:
             s_out, s_taps = self.student(noisy, return_features=True)
@@ -241,7 +245,7 @@ class Distiller(nn.Module):
                     t_out, t_taps = self.teacher(noisy, return_features=True)
                 else:
                     t_out = self.teacher(noisy)
-        return s_out, s_taps, t_out, t_taps
+        return as_fp32((s_out, s_taps, t_out, t_taps))
 
     def kd_losses(self, noisy, clean, student_out, student_taps, teacher_out, teacher_taps
                   ) -> dict[str, torch.Tensor]:
@@ -251,19 +255,22 @@ class Distiller(nn.Module):
         self._check_inputs(noisy, clean)
         self.check_batch(noisy)
         s_out, s_taps, t_out, t_taps = self.run_models(noisy)
-        losses = {"se": self.se_loss(s_out, clean)}
-        kd = self.kd_losses(noisy, clean, s_out, s_taps, t_out, t_taps)
-        for key, value in kd.items():
-            losses[f"kd_{key}"] = value
-        for key, value in losses.items():
-            if not isinstance(value, torch.Tensor) or value.dim() != 0:
-                raise TypeError(f"loss {key!r} must be a scalar tensor, got "
-                                f"{value.shape if isinstance(value, torch.Tensor) else value!r}")
-        if kd:
-            losses["kd"] = torch.stack(list(kd.values())).sum()
-            losses["total"] = losses["se"] + self.kd_weight * losses["kd"]
-        else:
-            losses["total"] = losses["se"]
+        # relations, calibration softmaxes, fusion, adaptors and losses: fp32 (precision.py)
+        with full_precision():
+            noisy, clean = as_fp32((noisy, clean))
+            losses = {"se": self.se_loss(s_out, clean)}
+            kd = self.kd_losses(noisy, clean, s_out, s_taps, t_out, t_taps)
+            for key, value in kd.items():
+                losses[f"kd_{key}"] = value
+            for key, value in losses.items():
+                if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                    shape = value.shape if isinstance(value, torch.Tensor) else repr(value)
+                    raise TypeError(f"loss {key!r} must be a scalar tensor, got {shape}")
+            if kd:
+                losses["kd"] = torch.stack(list(kd.values())).sum()
+                losses["total"] = losses["se"] + self.kd_weight * losses["kd"]
+            else:
+                losses["total"] = losses["se"]
         return losses
 
     def extra_repr(self) -> str:
@@ -432,7 +439,8 @@ class TFCKDDistiller(Distiller):
         """
         self.check_batch(noisy)
         s_out, s_taps, t_out, t_taps = self.run_models(noisy)
-        self.kd_losses(noisy, None, s_out, s_taps, t_out, t_taps)
+        with full_precision():
+            self.kd_losses(noisy, None, s_out, s_taps, t_out, t_taps)
         return {k: dict(v) for k, v in self.last_weights.items()}
 
     @torch.no_grad()
@@ -449,10 +457,11 @@ class TFCKDDistiller(Distiller):
         """
         self.check_batch(noisy)
         _, s_taps, _, t_taps = self.run_models(noisy)
-        s_rel, t_rel = self._relations(s_taps), self._relations(t_taps)
-        stages = {s: (s_rel[s], t_rel[s]) for s in SET_NAMES}
-        if self.inter:
-            stages["inter"] = self._inter_relations(s_taps, t_taps)
+        with full_precision():
+            s_rel, t_rel = self._relations(s_taps), self._relations(t_taps)
+            stages = {s: (s_rel[s], t_rel[s]) for s in SET_NAMES}
+            if self.inter:
+                stages["inter"] = self._inter_relations(s_taps, t_taps)
         out: dict[str, dict[str, torch.Tensor]] = {}
         for stage, (student, teacher) in stages.items():
             out[stage] = {}

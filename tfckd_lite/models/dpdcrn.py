@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..precision import as_fp32, full_precision
 from ..stft import N_BINS, STFT
 
 
@@ -263,7 +264,8 @@ class DPDCRN(nn.Module):
         d1 = self.decoder["D1"](dual_path[-1])
         d2 = self.decoder["D2"](d1)
         mask = self.decoder["D3"](d2)[..., :N_BINS]          # 259 bins -> drop the last two
-        enhanced = apply_polar_mask(spec[:, :2], mask)        # reference channel only
+        with full_precision():                                # fp32 island (precision.py)
+            enhanced = apply_polar_mask(as_fp32(spec[:, :2]), as_fp32(mask))  # reference channel
         if not return_features:
             return enhanced
         return enhanced, {"encoder": [e1, e2, e3], "dual_path": dual_path,
@@ -291,6 +293,7 @@ class DPDCRN(nn.Module):
             raise ValueError(f"this model is single-channel; got a multi-channel waveform "
                              f"{tuple(wav.shape)}: pick one channel or build with in_channels=M")
         single = wav.dim() == 1
-        spec = self.stft(wav.unsqueeze(0) if single else wav)
-        out = self.stft.inverse(self(spec), length=wav.shape[-1])
+        # on the model's device, returned on the input's (a GPU model enhances CPU clips)
+        spec = self.stft((wav.unsqueeze(0) if single else wav).to(self.stft.window.device))
+        out = self.stft.inverse(self(spec), length=wav.shape[-1]).to(wav.device)
         return out[0] if single else out
