@@ -44,6 +44,7 @@ COMMAND_MODULES = [
     "tfckd_lite.models.cli",
     "tfckd_lite.data.cli",
     "tfckd_lite.train",
+    "tfckd_lite.recipes",
     "tfckd_lite.pretrained",
     "tfckd_lite.experiment",
     "tfckd_lite.enhance",
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv                   # a command may parse its flags again (train --recipe)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

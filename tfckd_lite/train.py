@@ -622,7 +622,8 @@ def _method_option_text(key: str, value) -> str:
 
 def training_argv(config: TrainConfig, *, preset: str, data, out, method: str = "none",
                   teacher: str | None = None, kd_weight: float | None = None,
-                  method_options: dict | None = None, resume: bool = True) -> list[str]:
+                  method_options: dict | None = None, resume: bool = True,
+                  mics: str | None = None) -> list[str]:
     """Arguments of ``python -m tfckd_lite`` that train the same run as :func:`run_training`
     with the same arguments.
 
@@ -639,6 +640,8 @@ def training_argv(config: TrainConfig, *, preset: str, data, out, method: str = 
         argv += ["--kd-weight", flag_text(float(kd_weight))]
     for key, value in (method_options or {}).items():
         argv += ["--method-option", _method_option_text(key, value)]
+    if mics is not None:
+        argv += ["--mics", mics]
     if not resume:
         argv.append("--no-resume")
     return argv
@@ -647,7 +650,8 @@ def training_argv(config: TrainConfig, *, preset: str, data, out, method: str = 
 def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "none",
                  teacher: str | None = None, kd_weight: float | None = None,
                  method_options: dict | None = None, resume: bool = True,
-                 progress: bool = True, command: str | None = None) -> TrainResult:
+                 progress: bool = True, command: str | None = None,
+                 mics: str | None = None) -> TrainResult:
     """Train (or resume) one run into the folder ``out``: ``python -m tfckd_lite train``
     from Python.
 
@@ -659,6 +663,8 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
     differ from the student's) is distilled into it through ``build_distiller`` with batch
     size ``config.batch_size`` and ``config.segment_frames`` frames (the calibration blocks'
     fixed shape), λ ``kd_weight`` (``None``: the method's default) and ``method_options``.
+    The network takes as many microphones as the corpus has (``in_channels``: 1 for the
+    reduced set, VoiceBank and DNS; 4 or 8 for L3DAS23 with ``mics`` ``"A"`` or ``"AB"``).
     :func:`fit` trains on the ``train`` split of ``data`` and validates on ``valid``; the best
     model's description records the preset, the method, ``command`` (by default the
     equivalent :func:`training_argv` command line), the data manifest's sha256 and, for a
@@ -683,9 +689,11 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
     if command is None:
         command = "python -m tfckd_lite " + shlex.join(training_argv(
             config, preset=preset, data=data, out=out, method=method, teacher=teacher,
-            kd_weight=kd_weight, method_options=options, resume=resume))
+            kd_weight=kd_weight, method_options=options, resume=resume, mics=mics))
+    corpus = {} if mics is None else {"mics": mics}
+    train_set, valid_set = open_corpus(data, "train", **corpus), open_corpus(data, "valid", **corpus)
     torch.manual_seed(config.seed)
-    model = build_model(preset)
+    model = build_model(preset, in_channels=microphones(train_set))
     description = {"preset": preset, "command": command, "method": method}
     if method == "none":
         task = SupervisedTask(model)
@@ -699,8 +707,19 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
             print(f"distilling {teacher} into {preset} with {method} "
                   f"(kd_weight {task.kd_weight:g}, batch {config.batch_size} x {frames} frames)")
     description["data_manifest_sha256"] = manifest_sha256(data)
-    return fit(task, open_corpus(data, "train"), open_corpus(data, "valid"), out, config,
-               resume=resume, description=description, progress=progress)
+    return fit(task, train_set, valid_set, out, config, resume=resume, description=description,
+               progress=progress)
+
+
+def microphones(dataset) -> int:
+    """How many microphone channels the noisy side of ``dataset`` has (its first pair's).
+
+    Notebook: 03_training.ipynb
+    """
+    if len(dataset) == 0:
+        raise ValueError("the training split is empty")
+    noisy = dataset[0][0]
+    return 1 if noisy.dim() == 1 else int(noisy.shape[0])
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -721,9 +740,19 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a DPDCRN preset on a paired corpus, alone or distilled from a "
                       "teacher (--method)")
-    p.add_argument("--preset", required=True, help="lite-teacher, lite-student, paper-...")
+    p.add_argument("--preset", default=None,
+                   help="lite-teacher, lite-student, paper-... (required unless --recipe)")
     p.add_argument("--data", required=True, help="corpus root (reduced set, VoiceBank, DNS, ...)")
     p.add_argument("--out", required=True, help="run folder (resumed if it holds a state)")
+    p.add_argument("--mics", default=None, choices=("A", "B", "AB"),
+                   help="L3DAS23 only: microphone A (4 channels, the default), B, or both (8)")
+    recipe = p.add_argument_group("recipes (tfckd_lite/recipes; `python -m tfckd_lite recipes`)")
+    recipe.add_argument("--recipe", default=None, metavar="SETTING:STAGE",
+                        help="take every value of a paper-scale recipe, e.g. "
+                             "voicebank-demand:teacher; flags given here override it")
+    recipe.add_argument("--dry-run", action="store_true",
+                        help="the same run in seconds (a few steps of a tiny batch on the CPU, "
+                             "tfckd_lite.recipes.DRY_RUN); flags given here override it")
     add_config_arguments(p.add_argument_group("training (TrainConfig)"))
     p.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
     kd = p.add_argument_group("distillation (Notebook: 05_distillation.ipynb)")
@@ -737,7 +766,7 @@ def register(subparsers) -> None:
     kd.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                     help="an option of the method, e.g. fusion_mid_channels=64 or "
                          "released_normalisation=true (repeatable)")
-    p.set_defaults(func=_train_command)
+    p.set_defaults(func=_train_command, parser=p)
 
     p = subparsers.add_parser("evaluate", help="PESQ/STOI/ESTOI/SI-SDR of a model on a split")
     p.add_argument("--model", required=True,
@@ -841,6 +870,10 @@ def _train_command(args) -> int:
     import shlex
     import sys
 
+    if args.recipe or args.dry_run:
+        args = _recipe_arguments(args)
+    if args.preset is None:
+        raise _usage_error("give --preset (or --recipe SETTING:STAGE)")
     config = config_from_args(args)
     options: dict = {}
     if args.method == "none":
@@ -860,11 +893,27 @@ def _train_command(args) -> int:
             raise _usage_error(f"--kd-weight must be non-negative, got {args.kd_weight}")
     result = run_training(config, preset=args.preset, data=args.data, out=args.out,
                           method=args.method, teacher=args.teacher, kd_weight=args.kd_weight,
-                          method_options=options, resume=not args.no_resume,
-                          command="python -m tfckd_lite " + shlex.join(sys.argv[1:]))
+                          method_options=options, resume=not args.no_resume, mics=args.mics,
+                          command="python -m tfckd_lite " + shlex.join(getattr(args, "argv", sys.argv[1:])))
     if distributed.launched_rank() == 0:
         print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")
     return 0
+
+
+def _recipe_arguments(args):
+    """The flags of ``train`` parsed again with a recipe's values (``--recipe``) and the dry-run
+    budget (``--dry-run``) as their defaults, so that a flag given on the command line wins."""
+    from . import recipes
+
+    defaults: dict = {}
+    if args.recipe:
+        defaults.update(recipes.load_stage(args.recipe).settings())
+    if args.dry_run:
+        defaults.update(recipes.DRY_RUN)
+    args.parser.set_defaults(**defaults)
+    parsed = args.parser.parse_args(args.argv[args.argv.index("train") + 1:])
+    parsed.argv = args.argv
+    return parsed
 
 
 def _evaluate_command(args) -> int:
