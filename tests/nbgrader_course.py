@@ -1,4 +1,5 @@
-"""Helpers shared by the tests of the graded assignments (test_assignments.py, test_nbgrader_roundtrip.py).
+"""Helpers shared by the tests of the graded assignments (test_assignments.py and
+test_nbgrader_roundtrip.py).
 
 The nbgrader metadata of a cell, a temporary copy of the course (notebooks/assignments/) and
 nbgrader's own command line run on it from this environment, as the Makefile's ``assignments``
@@ -59,3 +60,9 @@ def nbgrader(course: Path, *args: str, timeout: int = 600) -> subprocess.Complet
     assert done.returncode == 0, \
         f"nbgrader {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-4000:]}"
     return done
+
+
+def mini_parent(mini: Path) -> Path:
+    """The folder to set ``$TFCKD_DATA`` to so that ``locations.data_dir("mini")`` is ``mini``."""
+    assert mini.name == "mini", f"the session's mini set must sit in a folder named mini: {mini}"
+    return mini.parent

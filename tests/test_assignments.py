@@ -21,9 +21,10 @@ import pytest
 import torch
 from nbclient import NotebookClient
 from nbgrader_course import (COURSE, HIDDEN_MARKERS, ROOT, SOLUTION_MARKERS, SOURCE, STUB,
-                             copy_course, is_solution, is_test, meta, nbgrader, read)
+                             copy_course, is_solution, is_test, meta, mini_parent, nbgrader,
+                             read)
 
-from tfckd_lite import catalog, grading
+from tfckd_lite import catalog, grading, locations
 
 NAMES = [entry.name for entry in catalog.ASSIGNMENTS]
 # Errors that mean "the answer is missing or wrong" (not "the provided scaffolding broke").
@@ -59,7 +60,8 @@ def _label(cell, index: int) -> str:
 def data_env(request, monkeypatch):
     """Point a4_ablation (whose kernel inherits this environment) at the session's mini set."""
     if request.node.callspec.params["name"] == "a4_ablation":
-        monkeypatch.setenv("TFCKD_MINI_DATA", str(request.getfixturevalue("mini")))
+        mini = request.getfixturevalue("mini")
+        monkeypatch.setenv(locations.DATA_ENV, str(mini_parent(mini)))
 
 
 # ---------------------------------------------------------------- catalog, guide and metadata

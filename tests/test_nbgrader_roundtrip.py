@@ -25,9 +25,9 @@ import re
 import nbformat
 import pytest
 from nbgrader_course import SOLUTION_MARKERS, SOURCE, copy_course, is_solution, is_test, meta, \
-    nbgrader, read
+    mini_parent, nbgrader, read
 
-from tfckd_lite import catalog
+from tfckd_lite import catalog, locations
 
 NAMES = [entry.name for entry in catalog.ASSIGNMENTS]
 STUDENTS = ("full-marks", "forgot-return")
@@ -88,7 +88,7 @@ def course(tmp_path_factory, mini):
     """A course folder after generate, submit, autograde and export; a4's kernels use ``mini``."""
     folder = copy_course(tmp_path_factory.mktemp("roundtrip"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TFCKD_MINI_DATA", str(mini))     # the autograder's kernels inherit it
+        patch.setenv(locations.DATA_ENV, str(mini_parent(mini)))   # inherited by the kernels
         for name in NAMES:                             # as `make assignments` runs it
             nbgrader(folder, "generate_assignment", name, "--force", timeout=300)
         for name in NAMES:
