@@ -9,8 +9,9 @@ packages (so the data set is espeak-only, as on a stock Colab or JupyterHub imag
 
 The notebook is 06_compare_spectrograms: it loads every shipped model (the distillers' extra
 weights included), builds the ``mini`` data set and drives ipywidgets, so it needs the most of
-what the wheel has to carry. That every notebook stays runnable on its own is checked for all of
-them, cheaply, by tests/test_project.py (no path outside a notebook's folder).
+what the wheel has to carry. The overview (00) runs alone too: it is the one notebook that
+looks for the collection around it. That every notebook stays runnable on its own is checked for
+all of them, cheaply, by tests/test_project.py (no path outside a notebook's folder).
 
 Needs pip's package index (PyPI), as ``make setup`` does: the environment is built from scratch.
 """
@@ -109,10 +110,12 @@ def test_fresh_environment_imports_the_wheel_with_the_pinned_torch(fresh_python)
     assert checkout == "None", f"an installed wheel must not look like a checkout: {checkout}"
 
 
-def test_one_notebook_runs_alone_in_an_empty_folder(fresh_python, tmp_path):
+def _run_alone(python: Path, notebook: str, tmp_path: Path) -> tuple[Path, Path]:
+    """Copy ``notebook`` alone into an empty folder and run it there under nbval with the kernel of
+    ``python``'s environment and a fresh cache; returns (the folder, the cache)."""
     folder, cache = tmp_path / "my-notebooks", tmp_path / "cache"
     folder.mkdir()
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, folder / NOTEBOOK)
+    shutil.copy(ROOT / "notebooks" / notebook, folder / notebook)
     # a stock Colab or JupyterHub image has no Debian prompt packages: an empty folder stands for
     # them, so the data set is espeak-only there, as it is here
     no_prompts = tmp_path / "no-asterisk-prompts"
@@ -121,12 +124,22 @@ def test_one_notebook_runs_alone_in_an_empty_folder(fresh_python, tmp_path):
                      IPYTHONDIR=str(tmp_path / "ipython"), **{ASTERISK_ENV: str(no_prompts)})
     # the kernel is this environment's interpreter (--nbval-current-env); no pytest cache or
     # configuration is left in or read from the folder
-    done = _run([fresh_python, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", folder,
-                 "-c", os.devnull, "--nbval-lax", "--nbval-current-env", "-q", NOTEBOOK],
+    done = _run([python, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", folder,
+                 "-c", os.devnull, "--nbval-lax", "--nbval-current-env", "-q", notebook],
                 cwd=folder, env=env, timeout=1200)
     assert " passed" in done.stdout and " failed" not in done.stdout, done.stdout[-2000:]
+    assert sorted(p.name for p in folder.iterdir()) == [notebook], "files left next to it"
+    return folder, cache
+
+
+def test_one_notebook_runs_alone_in_an_empty_folder(fresh_python, tmp_path):
+    _, cache = _run_alone(fresh_python, NOTEBOOK, tmp_path)
     # the library of that environment (not a checkout) built the data set in the user's cache,
-    # from espeak voices alone, and nothing was left next to the notebook
+    # from espeak voices alone
     manifest = load_manifest(cache / "tfckd_lite" / "data" / "mini")
     assert manifest["sources_used"] == ["espeak"], manifest["sources_used"]
-    assert sorted(p.name for p in folder.iterdir()) == [NOTEBOOK]
+
+
+def test_the_overview_runs_alone_without_the_collection(fresh_python, tmp_path):
+    """00 checks the collection when it runs from a checkout; alone, it says where it runs."""
+    _run_alone(fresh_python, "00_overview.ipynb", tmp_path)
