@@ -27,12 +27,12 @@ help:
 	@echo "make assignments - generate the student versions of the graded assignments (nbgrader)"
 
 # The stamp is rebuilt only when the dependency list changes, so a second run is instant.
-# torch is installed first on its own, pinned, so that no dependency can pull a CUDA build.
-$(STAMP): pyproject.toml
+# pyproject.toml declares the oldest torch the library supports; constraints.txt pins the exact
+# CPU build installed here, so that no dependency can pull a newer torch or a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet torch==2.13.0 numpy
-	$(PY) -m pip install --quiet -e ".[lab,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lab,test]"
 	@touch $(STAMP)
 
 setup: system-deps $(STAMP)

@@ -13,56 +13,32 @@ temporary folder, so nothing is written into the checkout.
 """
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 from nbclient import NotebookClient
+from nbgrader_course import (COURSE, HIDDEN_MARKERS, ROOT, SOLUTION_MARKERS, SOURCE, STUB,
+                             copy_course, is_solution, is_test, meta, mini_parent, nbgrader,
+                             read)
 
-from tfckd_lite import catalog, grading
+from tfckd_lite import catalog, grading, locations
 
-ROOT = Path(__file__).resolve().parents[1]
-COURSE = ROOT / "notebooks" / "assignments"
-SOURCE = COURSE / "source"
 NAMES = [entry.name for entry in catalog.ASSIGNMENTS]
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
-STUB = "raise NotImplementedError()"
 # Errors that mean "the answer is missing or wrong" (not "the provided scaffolding broke").
 FAILED_TEST_ERRORS = {"NotImplementedError", "AssertionError"}
 
 
-def _meta(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def _is_test(cell) -> bool:
-    return cell.cell_type == "code" and _meta(cell).get("grade", False) \
-        and not _meta(cell).get("solution", False)
-
-
-def _is_solution(cell) -> bool:
-    return _meta(cell).get("solution", False)
-
-
-def _read(path: Path):
-    return nbformat.read(path, as_version=4)
-
-
 def _source_notebook(name: str):
-    return _read(catalog.assignment_notebook(name))
+    return read(catalog.assignment_notebook(name))
 
 
 def _execute(path: Path, timeout: int = 600):
     """Run a notebook top to bottom in its own folder, keeping going after errors (as nbgrader's
     autograder does); returns the executed notebook."""
-    nb = _read(path)
+    nb = read(path)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
@@ -77,14 +53,15 @@ def _error(cell):
 
 
 def _label(cell, index: int) -> str:
-    return f"cell {index} ({_meta(cell).get('grade_id', 'no grade_id')})"
+    return f"cell {index} ({meta(cell).get('grade_id', 'no grade_id')})"
 
 
 @pytest.fixture
 def data_env(request, monkeypatch):
     """Point a4_ablation (whose kernel inherits this environment) at the session's mini set."""
     if request.node.callspec.params["name"] == "a4_ablation":
-        monkeypatch.setenv("TFCKD_MINI_DATA", str(request.getfixturevalue("mini")))
+        mini = request.getfixturevalue("mini")
+        monkeypatch.setenv(locations.DATA_ENV, str(mini_parent(mini)))
 
 
 # ---------------------------------------------------------------- catalog, guide and metadata
@@ -115,31 +92,31 @@ def test_nbgrader_metadata_is_sane(name):
     MetadataValidator().validate_nb(nb)            # nbgrader's own checks (types, duplicate ids)
     ids, tests, solutions, written = [], 0, 0, 0
     for index, cell in enumerate(nb.cells):
-        meta, label = _meta(cell), _label(cell, index)
+        info, label = meta(cell), _label(cell, index)
         text = cell.source
-        assert meta, f"{name} {label}: every cell carries nbgrader metadata (read-only if provided)"
-        assert meta["schema_version"] == 3, f"{name} {label}: schema_version must be 3"
-        assert meta["grade_id"].startswith(name.split("_")[0] + "_"), \
+        assert info, f"{name} {label}: every cell carries nbgrader metadata (read-only if provided)"
+        assert info["schema_version"] == 3, f"{name} {label}: schema_version must be 3"
+        assert info["grade_id"].startswith(name.split("_")[0] + "_"), \
             f"{name} {label}: grade ids start with the assignment's prefix (unique course-wide)"
-        ids.append(meta["grade_id"])
-        if meta["grade"]:
-            assert meta.get("points", 0) > 0, f"{name} {label}: a graded cell needs points > 0"
-        if _is_test(cell):
+        ids.append(info["grade_id"])
+        if info["grade"]:
+            assert info.get("points", 0) > 0, f"{name} {label}: a graded cell needs points > 0"
+        if is_test(cell):
             tests += 1
-            assert meta["locked"], f"{name} {label}: autograder tests must be locked"
+            assert info["locked"], f"{name} {label}: autograder tests must be locked"
             assert solutions, f"{name} {label}: a test cell comes before any solution cell"
             assert not any(m in text for m in SOLUTION_MARKERS), f"{name} {label}"
-        elif cell.cell_type == "code" and _is_solution(cell):
+        elif cell.cell_type == "code" and is_solution(cell):
             solutions += 1
-            assert not meta["locked"] and not meta["grade"], f"{name} {label}"
+            assert not info["locked"] and not info["grade"], f"{name} {label}"
             assert all(m in text for m in SOLUTION_MARKERS), \
                 f"{name} {label}: a solution cell needs BEGIN/END SOLUTION markers"
             assert STUB not in text, f"{name} {label}: the instructor version holds the answer"
-        elif cell.cell_type == "markdown" and meta["grade"]:
+        elif cell.cell_type == "markdown" and info["grade"]:
             written += 1
-            assert _is_solution(cell) and not meta["locked"], f"{name} {label}"
+            assert is_solution(cell) and not info["locked"], f"{name} {label}"
         else:
-            assert meta["locked"] and not meta["grade"] and not _is_solution(cell), \
+            assert info["locked"] and not info["grade"] and not is_solution(cell), \
                 f"{name} {label}: provided cells are read-only"
             assert not any(m in text for m in SOLUTION_MARKERS + HIDDEN_MARKERS), \
                 f"{name} {label}: solution or hidden-test markers outside a graded cell"
@@ -154,7 +131,7 @@ def test_nbgrader_metadata_is_sane(name):
 
 
 def test_grade_ids_are_unique_across_the_course():
-    ids = [_meta(cell)["grade_id"] for name in NAMES for cell in _source_notebook(name).cells]
+    ids = [meta(cell)["grade_id"] for name in NAMES for cell in _source_notebook(name).cells]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     assert not duplicates, f"grade ids used twice: {duplicates}"
 
@@ -175,17 +152,9 @@ def test_instructor_version_passes_all_its_tests(name, tmp_path, data_env):
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     """Student versions of every assignment, made by nbgrader with the course's config."""
-    course = tmp_path_factory.mktemp("course")
-    shutil.copytree(SOURCE, course / "source")
-    shutil.copy(COURSE / "nbgrader_config.py", course / "nbgrader_config.py")
-    # nbgrader runs helper executables (alembic) found on PATH: put this environment's first.
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
-                                                  os.environ.get("PATH", "")]))
+    course = copy_course(tmp_path_factory.mktemp("course"))
     # One call for all assignments; --no-db: the gradebook is not needed to make the notebooks.
-    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "*",
-                           "--no-db", "--force"], cwd=course, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, f"nbgrader generate_assignment failed:\n{done.stderr[-3000:]}"
+    nbgrader(course, "generate_assignment", "*", "--no-db", "--force", timeout=300)
     for name in NAMES:
         assert (course / "release" / name / f"{name}.ipynb").is_file(), f"{name} not released"
     return course / "release"
@@ -196,7 +165,7 @@ def _solution_lines(nb) -> tuple[set[str], set[str]]:
     elsewhere, stripped; only lines long enough to be specific."""
     inside, outside = set(), set()
     for cell in nb.cells:
-        if cell.cell_type == "markdown" and _meta(cell).get("grade"):
+        if cell.cell_type == "markdown" and meta(cell).get("grade"):
             inside.update(line.strip() for line in cell.source.splitlines())
             continue
         region = None
@@ -214,7 +183,7 @@ def _solution_lines(nb) -> tuple[set[str], set[str]]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_student_version_contains_no_answer(name, release):
-    source, student = _source_notebook(name), _read(release / name / f"{name}.ipynb")
+    source, student = _source_notebook(name), read(release / name / f"{name}.ipynb")
     answers, _ = _solution_lines(source)
     assert answers, f"{name}: no answer lines found in the source"
     text = "\n".join(cell.source for cell in student.cells)
@@ -222,12 +191,12 @@ def test_student_version_contains_no_answer(name, release):
         assert marker not in text, f"{name}: the student version still holds {marker!r}"
     leaked = sorted(line for line in answers if line in text)
     assert not leaked, f"{name}: answer lines in the student version: {leaked[:5]}"
-    assert [_is_test(c) for c in student.cells] == [_is_test(c) for c in source.cells], \
+    assert [is_test(c) for c in student.cells] == [is_test(c) for c in source.cells], \
         f"{name}: the student version lost or gained test cells"
     for index, cell in enumerate(student.cells):
-        if cell.cell_type == "code" and _is_solution(cell):
+        if cell.cell_type == "code" and is_solution(cell):
             assert STUB in cell.source, f"{name} {_label(cell, index)}: no stub left to fill in"
-        if cell.cell_type == "markdown" and _meta(cell).get("grade"):
+        if cell.cell_type == "markdown" and meta(cell).get("grade"):
             assert cell.source.strip() == "YOUR ANSWER HERE", f"{name} {_label(cell, index)}"
 
 
@@ -240,7 +209,7 @@ def test_student_version_fails_every_test(name, release, tmp_path, data_env):
         if cell.cell_type != "code":
             continue
         error, label = _error(cell), _label(cell, index)
-        if _is_test(cell):
+        if is_test(cell):
             if error is None:
                 problems.append(f"{label}: this autograder test PASSES on the blank student "
                                 f"version (its answer is given away, or it tests nothing)")

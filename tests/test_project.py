@@ -1,5 +1,6 @@
 """Project-level checks: packaging files agree, the CLI starts, the notebooks are well formed."""
 
+import ast
 import json
 import re
 import subprocess
@@ -28,19 +29,61 @@ def _split(requirement: str) -> tuple[str, str]:
     return match.group(1).lower().replace("_", "-"), match.group(2).replace(" ", "")
 
 
-def test_environment_yml_agrees_with_pyproject():
+def _constraints() -> dict[str, str]:
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    return dict(_split(line) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_environment_yml_agrees_with_pyproject_and_the_constraints():
+    """environment.yml (Binder) is pyproject.toml's list with the exact pins of constraints.txt."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    from_env = dict(_split(r) for r in pip_section)
-    from_pyproject = _requirements_from_pyproject()
-    assert from_env == from_pyproject, (
-        "environment.yml and pyproject.toml list different requirements:\n"
-        f"only in pyproject: {sorted(set(from_pyproject.items()) - set(from_env.items()))}\n"
-        f"only in environment.yml: {sorted(set(from_env.items()) - set(from_pyproject.items()))}")
+    from_env = dict(_split(r) for r in pip_section if not r.startswith("-"))   # not pip options
+    expected = _requirements_from_pyproject() | _constraints()
+    assert from_env == expected, (
+        "environment.yml should list pyproject.toml's requirements with constraints.txt's pins:\n"
+        f"missing or different: {sorted(set(expected.items()) - set(from_env.items()))}\n"
+        f"only in environment.yml: {sorted(set(from_env.items()) - set(expected.items()))}")
 
 
-def test_torch_is_pinned_to_the_local_cpu_wheel():
-    assert _requirements_from_pyproject()["torch"] == "==2.13.0"
+def test_torch_is_a_lower_bound_in_the_metadata_and_pinned_in_the_constraints():
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    bound, pin = _requirements_from_pyproject()["torch"], _constraints()["torch"]
+    assert re.fullmatch(r">=\d+\.\d+", bound), \
+        f"pyproject.toml must declare torch as a lower bound (>=X.Y), not {bound!r}"
+    assert re.fullmatch(r"==\d+\.\d+\.\d+", pin), f"constraints.txt must pin torch exactly: {pin!r}"
+    assert Version(pin[2:]) in SpecifierSet(bound), f"the pin {pin} breaks the bound {bound}"
+    import torch
+    assert Version(torch.__version__) in SpecifierSet(pin), \
+        f"this environment runs torch {torch.__version__}, constraints.txt pins {pin}"
+
+
+def test_the_makefile_installs_with_the_constraints():
+    makefile = (ROOT / "Makefile").read_text()
+    project = [line for line in makefile.splitlines() if "pip install" in line and " -e " in line]
+    assert project and all("-c constraints.txt" in line for line in project), project
+    assert not re.search(r"pip install[^\n]*\btorch\b", makefile), \
+        "torch comes from the constraints, never from a separate pip install"
+
+
+def test_no_notebook_names_a_path_outside_its_folder():
+    """Every notebook also runs copied alone into an empty folder (Colab, a JupyterHub home):
+    its code reaches data and runs through tfckd_lite.locations, never through '..'."""
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
+        (ROOT / "notebooks" / "assignments" / "source").glob("*/*.ipynb"))
+    assert len(notebooks) > 7, notebooks
+    for path in notebooks:
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type != "code":
+                continue
+            code = "\n".join(line for line in cell.source.splitlines()
+                             if not line.lstrip().startswith(("%", "!")))      # IPython magics
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    assert ".." not in re.split(r"[/\\]", node.value), \
+                        f"{path.name} cell {index} names a path outside its folder: {node.value!r}"
 
 
 def test_cli_help_runs():

@@ -7,9 +7,6 @@ c = get_config()  # noqa: F821 (provided by nbgrader's config loader)
 
 c.CourseDirectory.course_id = "tfckd_lite"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
-# Never copy the mini data set that a4_ablation builds next to the notebook into a release.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
-                            "tfckd_mini_data"]
 
 # Autograding runs every notebook top to bottom; a4_ablation trains for a few seconds in one
 # cell, so allow slow student machines more than nbgrader's default of 30 s per cell.
