@@ -368,6 +368,7 @@ class FusionChain(nn.Module):
         if fused:                                 # rows -> [B, mid, T, P] (channels last)
             residuals = [_rows_to_map(r, ordered[0].shape[-2]) for r in residuals]
             residual = residuals[-1]
+        # ψ on a channels-last map returns one too; O leaves in the usual (contiguous) layout
         out = self.output(residual).contiguous()
         return (out, residuals) if return_residuals else out
 
