@@ -3,6 +3,7 @@
 Notebook: 05_distillation.ipynb
 
 Run:  .venv/bin/python bench/bench_distill.py [--methods none output tfckd] [--repeats 3]
+      [--threads N] [--clock wall|cpu] [--profile METHOD]
 
 Setting: teacher ``lite-teacher`` and student ``lite-student`` at their random initialisation
 (time and memory do not depend on the weights), batch 8 x 1 s (63 frames), each method of
@@ -26,6 +27,14 @@ Why this way: torch allocates tensor memory in C++, outside Python's allocator, 
 methods one after another in the same process would carry the largest peak into every later
 row. Each method therefore runs in its own subprocess (this script with ``--worker``), which
 reports its time and ``ru_maxrss`` as one JSON line. Timings depend on the machine and its load.
+
+``--clock cpu`` times each step by the worker's CPU time (``time.process_time``: user + system,
+page faults included) instead of the wall clock. On a machine shared with other jobs the wall
+clock also counts the time the worker waited for a core; with ``--threads 1`` the CPU time is
+what the step itself cost, so ratios measured on a busy machine stay comparable (with more
+threads it also counts OpenMP's spinning, so use it with one thread).
+``--profile METHOD`` prints, instead of the table, ``torch.profiler``'s operators of two steps of
+that method, sorted by their own CPU time: where the step's time goes.
 """
 
 from __future__ import annotations
@@ -33,8 +42,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -54,8 +65,21 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def measure(method: str, batch: int, seconds: float, repeats: int) -> dict:
-    """Time one method's training step and record the memory it needs (run in a fresh process)."""
+def step_seconds(fn, repeats: int, clock: str) -> float:
+    """Median seconds of ``fn`` after a warm-up call, by the wall clock or this process's CPU."""
+    if clock == "wall":
+        return median_seconds(fn, repeats)
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+def build_step(method: str, batch: int, seconds: float):
+    """``(distiller, step)``: one method on the benchmark's setting and its training step."""
     torch.manual_seed(0)
     student = build_model("lite-student")
     teacher = build_model("lite-teacher") if method != BASELINE else None
@@ -73,10 +97,17 @@ def measure(method: str, batch: int, seconds: float, repeats: int) -> dict:
         distiller(noisy_spec, clean_spec)["total"].backward()
         optimiser.step()
 
+    return distiller, step
+
+
+def measure(method: str, batch: int, seconds: float, repeats: int, clock: str = "wall") -> dict:
+    """Time one method's training step and record the memory it needs (run in a fresh process)."""
+    distiller, step = build_step(method, batch, seconds)
     before = peak_rss_mib()
-    step_seconds = median_seconds(step, repeats)
+    seconds_per_step = step_seconds(step, repeats, clock)
     after = peak_rss_mib()
-    return {"method": method, "step_s": step_seconds, "frames": frames,
+    return {"method": method, "step_s": seconds_per_step,
+            "frames": num_frames(round(seconds * SAMPLE_RATE)),
             "extra_params": sum(p.numel() for p in distiller.extra_parameters()),
             "peak_rss_mib": after, "step_peak_mib": after - before}
 
@@ -84,7 +115,7 @@ def measure(method: str, batch: int, seconds: float, repeats: int) -> dict:
 def run_worker(method: str, args) -> dict:
     """``measure`` in a fresh interpreter (this script with ``--worker``); its JSON result."""
     command = [sys.executable, __file__, "--worker", method, "--repeats", str(args.repeats),
-               "--batch", str(args.batch), "--seconds", str(args.seconds)]
+               "--batch", str(args.batch), "--seconds", str(args.seconds), "--clock", args.clock]
     if args.threads:
         command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -99,12 +130,21 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=1.0, help="length of a training item")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads in each worker (default: torch's own choice)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time steps by the wall clock or by the worker's CPU time (use "
+                             "cpu with --threads 1 on a machine shared with other jobs)")
+    parser.add_argument("--profile", default=None, choices=list(METHODS),
+                        help="print torch.profiler's top operators of this method's step instead")
     parser.add_argument("--worker", default=None, choices=list(METHODS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(measure(args.worker, args.batch, args.seconds, args.repeats)))
+        print(json.dumps(measure(args.worker, args.batch, args.seconds, args.repeats,
+                                 args.clock)))
+        return
+    if args.profile:
+        profile(args.profile, args.batch, args.seconds)
         return
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; teacher lite-teacher, "
@@ -119,8 +159,25 @@ def main(argv=None):
         print(f"{method:<17} {row['step_s']:>9.3f} {row['step_s'] / plain:>8.2f} "
               f"{row['extra_params']:>13,} {row['peak_rss_mib']:>15.0f} "
               f"{row['step_peak_mib']:>16.0f}", flush=True)
-    print(f"(AdamW step, median of {args.repeats} after a warm-up; one fresh process per method; "
-          f"x plain: relative to '{BASELINE}', the student alone)")
+    clock = "wall clock" if args.clock == "wall" else "CPU time of the worker"
+    print(f"(AdamW step, median of {args.repeats} after a warm-up, {clock}; one fresh process per "
+          f"method; x plain: relative to '{BASELINE}', the student alone)")
+
+
+def profile(method: str, batch: int, seconds: float, rows: int = 25) -> None:
+    """Print the operators of two training steps of ``method`` by their own CPU time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    _, step = build_step(method, batch, seconds)
+    step()                                                  # warm-up
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()
+        step()
+    print(f"{method}: two steps, batch {batch} x {seconds:g} s, {torch.get_num_threads()} "
+          "thread(s)")
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
+                                                             row_limit=rows))
 
 
 if __name__ == "__main__":

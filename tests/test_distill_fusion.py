@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tfckd_lite.distill import FusionBlock, FusionChain, processing_order
-from tfckd_lite.distill.fusion import scalar_prelu
+from tfckd_lite.distill.fusion import fused_fusion_step, scalar_prelu
 
 B, T, C = 2, 5, 6
 
@@ -155,3 +155,45 @@ def test_checkpointed_chain_gives_the_same_numbers_and_gradients():
     for a, b in zip(torch.autograd.grad(out_saving, taps + list(saving.parameters()), g),
                     torch.autograd.grad(out_plain, taps + list(plain.parameters()), g)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("slope", [0.25, -0.3])
+def test_fused_step_gradients_are_exact(slope):
+    """The fused step's hand-written backward pass equals finite differences (float64),
+    with and without a residual, for a positive and a negative PReLU slope."""
+    g = torch.Generator().manual_seed(2)
+    batch, channels, mid, positions = 2, 3, 4, 5
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+
+    f, weight, shift, residual = (rand(batch, positions, channels), rand(batch, mid, channels),
+                                  rand(batch, mid), rand(batch, positions, mid))
+    slope = torch.tensor([slope], dtype=torch.float64, requires_grad=True)
+    gate = torch.nn.Conv2d(2 * mid, 2, kernel_size=1).double()
+
+    def gated(f, weight, shift, slope, residual, gate_weight, gate_bias):
+        conv = torch.nn.Conv2d(2 * mid, 2, kernel_size=1).double()
+        del conv.weight, conv.bias
+        conv.weight, conv.bias = gate_weight, gate_bias
+        return fused_fusion_step(f, weight, shift, slope, residual, conv)
+
+    assert torch.autograd.gradcheck(gated, (f, weight, shift, slope, residual, gate.weight,
+                                            gate.bias))
+    assert torch.autograd.gradcheck(fused_fusion_step, (f, weight, shift, slope))
+
+
+def test_fused_step_equals_the_module_ops():
+    """One fused step equals φ (1x1 conv, InstanceNorm, PReLU), the gate and the residual sum
+    computed with the block's own modules."""
+    torch.manual_seed(0)
+    block = FusionBlock(3, mid_channels=4, fuse=True)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    f = torch.randn(B, 3, T, 10)
+    residual = torch.randn(B, 4, T, 10)
+    rows = residual.permute(0, 2, 3, 1).reshape(B, -1, 4)
+    got = block.fused_step(f, rows, None)                     # position rows [B, T·F, mid]
+    torch.testing.assert_close(got, block(f, residual).permute(0, 2, 3, 1).reshape(B, -1, 4),
+                               rtol=1e-5, atol=1e-6)

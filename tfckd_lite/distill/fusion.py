@@ -25,15 +25,20 @@ PReLU with a single parameter (as in ReviewKD's ABF and the released demo), and 
 chain applied once at the end (the released demo builds a ψ in every block but only the last
 one's output is ever used, so the others are dead parameters).
 
-Speed (an exact rewrite, not an approximation): nearest resizing only *selects* positions, and
+Speed (exact rewrites, not approximations): nearest resizing only *selects* positions, and
 every operation before ψ is pointwise in (t, f) except the InstanceNorm statistics. So an early
 member is needed only at the bins that survive the later resizes (64 of the 257 mask bins of D3).
 ``FusionChain(lazy=True)`` (the default) evaluates each member only there, and takes the
 InstanceNorm mean and variance of ``y = W f`` (a 1x1 conv without bias) from the mean and
 covariance of the input, ``mean_y = W mean_f``, ``var_y = diag(W Σ_f Wᵀ)``, which are exact
-over the full map. The result equals the literal computation (``lazy=False``, kept as the
-reference and checked against it in the tests) up to float rounding, at about a quarter of the
-cost and memory on the decoder chain.
+over the full map. The normalisation is then an affine map per utterance that folds into the
+1x1 conv, ``φ(f) = PReLU(A_b f + c_b)`` with ``A_b = diag(γ / sqrt(var_y + ε)) W``, and a whole
+fusion step, projection, gate and residual sum, runs as one autograd function
+(``fused_fusion_step``) that keeps only its narrow input ``f`` and the residual for the
+backward pass and recomputes the 128-channel ``X_k`` there: the wide intermediate maps are
+neither stored nor re-read, which is most of the chains' memory and time. The result equals the
+literal computation (``lazy=False``, kept as the reference and checked against it in the tests)
+up to float rounding.
 """
 
 from __future__ import annotations
@@ -120,6 +125,109 @@ def _phi(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
     )
 
 
+class _FusedStepFunction(torch.autograd.Function):
+    """One lazy fusion step ``R = a ⊙ X + b ⊙ R_prev`` with ``X = PReLU(A f + c)`` on position
+    rows (see ``fused_fusion_step``). It keeps only narrow or already-kept tensors for the
+    backward pass, recomputes ``X`` there, and works in place where it can: every wide
+    (``[B, L, M]``) buffer it allocates is a fresh page-faulted block on the CPU, which costs
+    more than the arithmetic on it."""
+
+    @staticmethod
+    def forward(ctx, f, weight, shift, slope, residual, gate_x, gate_r, gate_bias):
+        # f [B, L, C]; weight [B, M, C]; shift [B, M]; residual [B, L, M] or None
+        x = torch.baddbmm(shift.unsqueeze(1), f, weight.transpose(1, 2))
+        F.leaky_relu_(x, slope.item())           # PReLU with its one slope, in place
+        if residual is None:
+            ctx.save_for_backward(f, weight, shift, slope)
+            return x
+        mid = x.shape[-1]
+        rows, residual_rows = x.view(-1, mid), residual.reshape(-1, mid)
+        logits = torch.mm(rows, gate_x.t()) + torch.addmm(gate_bias, residual_rows, gate_r.t())
+        gates = torch.sigmoid(logits)                                         # [B·L, 2]
+        rows.mul_(gates[:, :1]).addcmul_(residual_rows, gates[:, 1:])         # x becomes R
+        ctx.save_for_backward(f, weight, shift, slope, residual, gate_x, gate_r, gates)
+        return x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors                 # unpacked once (torch.utils.checkpoint)
+        f, weight, shift, slope = saved[:4]
+        alpha = slope.item()
+        z = torch.baddbmm(shift.unsqueeze(1), f, weight.transpose(1, 2))     # [B, L, M]
+        grads = [None] * 8
+        if len(saved) > 4:                        # a gated step
+            residual, gate_x, gate_r, gates = saved[4:]
+            mid = z.shape[-1]
+            grad_rows = grad.reshape(-1, mid)
+            x_rows = F.leaky_relu(z, alpha).view(-1, mid)
+            residual_rows = residual.reshape(-1, mid)
+            a, b = gates[:, :1], gates[:, 1:]
+            # d/d(logits) of Σ grad ⊙ (a X + b R): per position <grad, X> and <grad, R>,
+            # as batched 1 x M by M x 1 products (no wide temporary)
+            column = grad_rows.unsqueeze(1)
+            grad_logits = torch.cat((torch.bmm(column, x_rows.unsqueeze(2)).view(-1, 1),
+                                     torch.bmm(column, residual_rows.unsqueeze(2)).view(-1, 1)),
+                                    dim=1)
+            grad_logits = grad_logits * gates * (1.0 - gates)                 # [B·L, 2]
+            if ctx.needs_input_grad[4]:
+                grads[4] = (grad_rows * b).addmm_(grad_logits, gate_r).view_as(residual)
+            if ctx.needs_input_grad[5]:
+                grads[5] = torch.mm(grad_logits.t(), x_rows)
+            if ctx.needs_input_grad[6]:
+                grads[6] = torch.mm(grad_logits.t(), residual_rows)
+            if ctx.needs_input_grad[7]:
+                grads[7] = grad_logits.sum(0)
+            # X is no longer needed: its buffer takes grad_x = a ⊙ grad + (d logits) G_x
+            grad_x = torch.mul(grad_rows, a, out=x_rows).addmm_(grad_logits, gate_x).view_as(z)
+            del x_rows
+        else:
+            grad_x = grad
+        # PReLU backward with the one shared slope (as _ScalarPReLUFunction)
+        grad_z = torch.ops.aten.leaky_relu_backward(grad_x, z, alpha, False)
+        if ctx.needs_input_grad[3]:
+            grads[3] = torch.dot(z.clamp_(max=0).reshape(-1),
+                                 grad_x.reshape(-1)).reshape(slope.shape)
+        del z, grad_x
+        if ctx.needs_input_grad[0]:
+            grads[0] = torch.bmm(grad_z, weight)
+        if ctx.needs_input_grad[1]:
+            grads[1] = torch.bmm(f.transpose(1, 2), grad_z).transpose(1, 2)
+        if ctx.needs_input_grad[2]:
+            grads[2] = grad_z.sum(1)
+        return tuple(grads)
+
+
+def fused_fusion_step(f: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor,
+                      slope: torch.Tensor, residual: torch.Tensor | None = None,
+                      gate: nn.Conv2d | None = None) -> torch.Tensor:
+    """``R = a ⊙ X + b ⊙ R_prev``, ``X = PReLU(A_b f + c_b)``, in one memory-light autograd step.
+
+    Notebook: 05_distillation.ipynb
+
+    Maps are *position rows*, channels last: ``f``: ``[B, L, C]`` (a member at its selected
+    positions, ``L = T·P``); ``weight`` ``A_b``: ``[B, M, C]`` and ``shift`` ``c_b``: ``[B, M]``,
+    the 1x1 conv with the InstanceNorm folded in (``FusionBlock.folded_projection``); ``slope``:
+    the PReLU's one parameter; ``residual``: ``[B, L, M]``, aligned with ``f`` (``None`` for the
+    first member, which returns ``X``); ``gate``: the block's ``Conv2d(2M -> 2, 1x1)``,
+    ``[a, b] = sigmoid(gate([X ; R]))``. Returns ``[B, L, M]``. The same numbers as the module
+    ops up to float rounding. Why rows: the gate and the per-position sums become plain matrix
+    products over contiguous channels, and ψ's 3x3 conv reads the result as a channels-last map,
+    whose backward pass is faster on the CPU. The backward pass recomputes ``X`` from ``f``
+    (a C -> M matmul) instead of storing the M-channel maps.
+    """
+    if slope.numel() != 1:
+        raise ValueError(f"fused_fusion_step takes one shared PReLU slope, got {slope.numel()}")
+    if residual is None:
+        return _FusedStepFunction.apply(f, weight, shift, slope, None, None, None, None)
+    if gate is None:
+        raise ValueError("a fusing step needs its gate")
+    mid = weight.shape[1]
+    gate_weight = gate.weight.view(2, 2 * mid)
+    return _FusedStepFunction.apply(f, weight, shift, slope, residual, gate_weight[:, :mid],
+                                    gate_weight[:, mid:], gate.bias)
+
+
 class FusionBlock(nn.Module):
     """One ABF-style step: project a member to ``mid`` channels and gate it with the residual.
 
@@ -135,13 +243,14 @@ class FusionBlock(nn.Module):
         self.project = _phi(in_channels, mid_channels, 1)
         self.gate = nn.Conv2d(2 * mid_channels, 2, kernel_size=1) if fuse else None
 
-    def project_at(self, f: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        """``φ(f)[..., bins]`` without computing φ on the other bins (exact, see module doc).
+    def folded_projection(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """φ's conv and InstanceNorm as one affine map per utterance: ``(A [B, M, C], c [B, M])``
+        with ``IN(W f) = A_b f + c_b`` (exact, see module doc).
 
         The InstanceNorm statistics of ``y = W f`` over the *whole* (T, F) map come from the
-        input's per-utterance mean and covariance, so only the selected bins are projected.
+        input's per-utterance mean and covariance, so no M-channel map is needed for them.
         """
-        conv, norm, prelu = self.project
+        conv, norm, _ = self.project
         batch, channels, frames, n_bins = f.shape
         flat = f.reshape(batch, channels, frames * n_bins)
         mean = flat.mean(dim=-1)                                               # [B, C_in]
@@ -150,15 +259,31 @@ class FusionBlock(nn.Module):
         weight = conv.weight[:, :, 0, 0]                                       # [mid, C_in]
         mean_y = mean @ weight.t()                                             # [B, mid]
         var_y = torch.einsum("mc,bcd,md->bm", weight, cov, weight).clamp_min(0.0)
-        y = F.conv2d(f.index_select(-1, bins), conv.weight)                   # [B, mid, T, P]
         scale = torch.rsqrt(var_y + norm.eps)
         if norm.affine:
             shift = norm.bias - mean_y * scale * norm.weight
             scale = scale * norm.weight
         else:
             shift = -mean_y * scale
-        y = y * scale[..., None, None] + shift[..., None, None]
-        return scalar_prelu(y, prelu.weight)
+        return scale.unsqueeze(-1) * weight, shift
+
+    def fused_step(self, f: torch.Tensor, residual: torch.Tensor | None,
+                   bins: torch.Tensor | None) -> torch.Tensor:
+        """``R_k`` as position rows ``[B, T·P, mid]`` at the frequency positions ``bins``
+        (``None``: all of them) through ``fused_fusion_step``; ``residual`` (rows) must already
+        be aligned with them."""
+        if (self.gate is None) != (residual is None):
+            raise ValueError("the first block of a fusion chain takes no residual, a fusing "
+                             "block needs the residual of the previous member")
+        weight, shift = self.folded_projection(f)
+        return fused_fusion_step(_position_rows(f, bins), weight, shift, self.project[2].weight,
+                                 residual, self.gate)
+
+    def project_at(self, f: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """``φ(f)[..., bins]`` without computing φ on the other bins (exact, see module doc)."""
+        weight, shift = self.folded_projection(f)
+        rows = fused_fusion_step(_position_rows(f, bins), weight, shift, self.project[2].weight)
+        return _rows_to_map(rows, f.shape[-2])
 
     def forward(self, f: torch.Tensor, residual: torch.Tensor | None = None,
                 bins: torch.Tensor | None = None) -> torch.Tensor:
@@ -232,10 +357,19 @@ class FusionChain(nn.Module):
     def _run(self, ordered, bins, return_residuals):
         residual = None
         residuals = []
+        # fused steps when every member is evaluated on the same (T, F) grid (the lazy path)
+        sizes = {(tap.shape[-2], tap.shape[-1] if needed is None else len(needed))
+                 for tap, needed in zip(ordered, bins)}
+        fused = self.lazy and len(sizes) == 1
         for block, tap, needed in zip(self.blocks, ordered, bins):
-            residual = block(tap, residual, needed)
+            residual = (block.fused_step(tap, residual, needed) if fused
+                        else block(tap, residual, needed))
             residuals.append(residual)
-        out = self.output(residual)
+        if fused:                                 # rows -> [B, mid, T, P] (channels last)
+            residuals = [_rows_to_map(r, ordered[0].shape[-2]) for r in residuals]
+            residual = residuals[-1]
+        # ψ on a channels-last map returns one too; O leaves in the usual (contiguous) layout
+        out = self.output(residual).contiguous()
         return (out, residuals) if return_residuals else out
 
     @staticmethod
@@ -258,6 +392,19 @@ class FusionChain(nn.Module):
                 (idx == torch.arange(n_bins, device=idx.device)).all())
         return [None if idx is None or is_all(idx, tap.shape[-1]) else idx
                 for idx, tap in zip(needed, ordered)]
+
+
+def _position_rows(f: torch.Tensor, bins: torch.Tensor | None) -> torch.Tensor:
+    """``[B, C, T, F]`` at ``bins`` (``None``: all) -> position rows ``[B, T·P, C]``."""
+    selected = f if bins is None else f.index_select(-1, bins)
+    batch, channels = selected.shape[:2]
+    return selected.permute(0, 2, 3, 1).reshape(batch, -1, channels)
+
+
+def _rows_to_map(rows: torch.Tensor, frames: int) -> torch.Tensor:
+    """Position rows ``[B, T·P, M]`` -> ``[B, M, T, P]``, a channels-last view (no copy)."""
+    batch, positions, channels = rows.shape
+    return rows.view(batch, frames, positions // frames, channels).permute(0, 3, 1, 2)
 
 
 def _nearest_bins(n_in: int, n_out: int, device=None) -> torch.Tensor:
