@@ -39,8 +39,8 @@ STAGE_KEYS = ("preset", "method", "kd_weight")
 #: the recipe-level keys (besides the [train], [sources] and [stages] tables)
 RECIPE_KEYS = ("description", "corpus", "mics")
 #: what --dry-run puts in place of the recipe's budget (models, method and λ are kept): a few
-#: optimizer steps of a 2 x 0.5 s batch, one validation clip, fp32 on the CPU
-DRY_RUN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "segment_seconds": 0.5,
+#: optimizer steps of a 2 x 0.25 s batch, one validation clip, fp32 on the CPU
+DRY_RUN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "segment_seconds": 0.25,
            "valid_clips": 1, "warmup_steps": 1, "checkpoint_every": 0, "device": "cpu",
            "precision": "fp32", "workers": 0, "grad_accum": 1}
 GUESS = "guess:"
