@@ -18,9 +18,10 @@
 #            the mini set, on cuda in bf16
 #   d_packing  lite tfckd training (bench_scaling.py workers) 1, 2 and 4 at once on cuda:0: total
 #            audio seconds per second
-#   e_seeds  the lite distillation experiment on the `small` set (built first, into FOLDER):
-#            `reproduce --device cuda --jobs 8 --stop-after H`, as many runs and seeds as fit; then
-#            its --status. It writes into FOLDER/experiment, never into experiments/.
+#   e_seeds  the lite distillation experiment on the `small` set (built first by e_data):
+#            `reproduce --device cuda --jobs 8 --stop-after 0.02` (e_seeds), as many runs and seeds
+#            as fit (more with SEEDS_S / STOP_AFTER_HOURS), then its --status (e_status). It
+#            writes into FOLDER/experiment, never into experiments/.
 # Without CUDA every GPU part reports "skipped: no CUDA" at once (the CPU-safe check of the
 # script itself).
 set -u
@@ -33,9 +34,14 @@ SUMMARY="$DEST/summary.txt"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg
 cd "$ROOT"
 
-# seconds per part; about 9.5 minutes in all
-SETUP_S=90 TESTS_S=70 STEPS_S=90 TORCHRUN_S=60 PACKING_S=80 DATA_S=90 SEEDS_S=75
-STOP_AFTER_HOURS=0.02      # reproduce's own stop (72 s), inside SEEDS_S
+# seconds per part, about 9.5 minutes in all; each may be overridden from the environment, e.g.
+# SEEDS_S=3600 STOP_AFTER_HOURS=0.9 for a longer session that trains more of the experiment
+: "${SETUP_S:=90}" "${TESTS_S:=60}" "${STEPS_S:=90}" "${TORCHRUN_S:=60}" "${PACKING_S:=75}"
+: "${DATA_S:=90}" "${SEEDS_S:=90}" "${STATUS_S:=20}"
+: "${STOP_AFTER_HOURS:=0.02}"   # reproduce's own stop (72 s), inside SEEDS_S: it stops resumably
+: "${JOBS:=8}"                  # experiment runs side by side on the one GPU
+# the generated data sets stay out of FOLDER (which is meant to be copied back whole)
+: "${DATA_DIR:=${TMPDIR:-/tmp}/tfckd-gpu-check-data}"
 HAVE_CUDA=0
 
 log() { echo "$*" | tee -a "$SUMMARY"; }
@@ -100,9 +106,9 @@ part b_steps $STEPS_S 1 "for precision in fp32 bf16; do
   $SCALING --methods tfckd --teacher paper-teacher --student paper-student --batch 8 --seconds 2.5 --steps 5 --precision \$precision
 done"
 part c_torchrun $TORCHRUN_S 1 "set -e
-\"$PY\" -m tfckd_lite data build --profile mini --out '$DEST/data/mini'
+\"$PY\" -m tfckd_lite data build --profile mini --out '$DATA_DIR/mini'
 \"$PY\" -m torch.distributed.run --standalone --nproc_per_node 1 -m tfckd_lite train \
-  --recipe voicebank-demand:student --dry-run --data '$DEST/data/mini' --out '$DEST/runs/c_torchrun' \
+  --recipe voicebank-demand:student --dry-run --data '$DATA_DIR/mini' --out '$DEST/runs/c_torchrun' \
   --device cuda --precision bf16"
 part d_packing $PACKING_S 1 "for k in 1 2 4; do
   for i in \$(seq \$k); do
@@ -113,9 +119,10 @@ part d_packing $PACKING_S 1 "for k in 1 2 4; do
     END { printf \"%d at once on cuda:0: %d reported, total %.1f audio s/s\n\", k, n, total }' \
     '$DEST'/d_packing_\${k}_*.txt
 done"
-part e_data $DATA_S 1 "\"$PY\" -m tfckd_lite data build --profile small --out '$DEST/data/small'"
-part e_seeds $SEEDS_S 1 "\"$PY\" -m tfckd_lite reproduce --data '$DEST/data/small' \
-  --out '$DEST/experiment' --device cuda --jobs 8 --stop-after $STOP_AFTER_HOURS;
-\"$PY\" -m tfckd_lite reproduce --data '$DEST/data/small' --out '$DEST/experiment' --status"
+part e_data $DATA_S 1 "\"$PY\" -m tfckd_lite data build --profile small --out '$DATA_DIR/small'"
+part e_seeds $SEEDS_S 1 "\"$PY\" -m tfckd_lite reproduce --data '$DATA_DIR/small' \
+  --out '$DEST/experiment' --device cuda --jobs $JOBS --stop-after $STOP_AFTER_HOURS"
+part e_status $STATUS_S 1 "\"$PY\" -m tfckd_lite reproduce --data '$DATA_DIR/small' \
+  --out '$DEST/experiment' --status"
 [ "$DRY_RUN" = 1 ] && exit 0
 log "done: $(date -u +%FT%TZ); logs in $DEST"
