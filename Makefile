@@ -124,6 +124,7 @@ bench: setup
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_distill.py
 	$(PY) bench/bench_precision.py
+	$(PY) bench/bench_scaling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

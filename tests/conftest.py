@@ -10,6 +10,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with the reason shown (``-ra``), where torch sees no
+    CUDA GPU; bench/gpu_check.sh runs them on a GPU machine."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="cuda: no CUDA GPU on this machine")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def mini(tmp_path_factory):
     """The mini reduced set, built once per test session (later uses only verify it)."""
