@@ -75,8 +75,7 @@ def slot_commands(cfg: ExperimentConfig) -> list[tuple[list[str], dict[str, str]
             raise DeviceError(f"the ranks of one run need distinct GPUs, got {','.join(group)}")
         # indices are PyTorch's, i.e. counted within this process's CUDA_VISIBLE_DEVICES
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        names = visible.split(",") if visible else [str(i) for i in indices]
-        ids = [names[i] if visible else str(i) for i in indices]
+        ids = [visible.split(",")[i] if visible else str(i) for i in indices]
         commands.append((launch, {"CUDA_VISIBLE_DEVICES": ",".join(ids)}))
     return commands
 
