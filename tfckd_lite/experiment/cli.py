@@ -42,6 +42,14 @@ def register(subparsers) -> None:
                    help="cap on test utterances scored (default: all)")
     p.add_argument("--jobs", type=int, default=defaults.jobs,
                    help="training runs side by side (as subprocesses when more than 1)")
+    p.add_argument("--devices", default="",
+                   help="comma-separated slots, each training one run at a time on its device "
+                        "(cpu,cpu or cuda:0,cuda:1; cuda:0,cuda:0 = two runs on GPU 0); "
+                        "replaces --jobs. Default: --jobs slots on --device")
+    p.add_argument("--nproc-per-run", type=int, default=defaults.nproc_per_run,
+                   help="processes (torchrun ranks) per run, each on one device of --devices "
+                        "taken in groups of this many; each accumulates grad_accum / this many "
+                        "micro-batches, so a step is unchanged")
     add_config_arguments(p.add_argument_group("training budget of every run (TrainConfig)"),
                          defaults=defaults.train, exclude=PER_RUN_SETTINGS)
     p.add_argument("--ship", action="store_true",
@@ -76,6 +84,8 @@ def config_from_args(args) -> ExperimentConfig:
         methods=tuple(args.methods or ()), seeds=tuple(args.seeds),
         kd_weights=None if args.kd_weights is None else tuple(args.kd_weights),
         grid_extensions=args.grid_extensions, test_clips=args.test_clips, jobs=args.jobs,
+        devices=tuple(args.devices.split(",")) if args.devices else (),
+        nproc_per_run=args.nproc_per_run,
         train=train_config_from_args(args, **per_run))
 
 

@@ -64,6 +64,8 @@ class ExperimentConfig:
     grid_extensions: int = 2
     test_clips: int | None = None
     jobs: int = 1
+    devices: tuple[str, ...] = ()          # () = `jobs` slots on train.device
+    nproc_per_run: int = 1
     train: TrainConfig = field(default_factory=default_training)
 
     def __post_init__(self):
@@ -88,12 +90,37 @@ class ExperimentConfig:
             raise ValueError(f"the λ grid must hold positive values, got {self.kd_weights}")
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+        self.devices = tuple(str(d).strip() for d in self.devices)
+        if any(not d for d in self.devices):
+            raise ValueError(f"devices has an empty entry: {','.join(self.devices)!r}")
+        if self.nproc_per_run < 1:
+            raise ValueError(f"nproc_per_run must be at least 1, got {self.nproc_per_run}")
+        if len(self.devices) % self.nproc_per_run:
+            raise ValueError(f"{len(self.devices)} device(s) do not split into runs of "
+                             f"nproc_per_run={self.nproc_per_run} processes")
+        if self.devices and self.jobs not in (1, len(self.slots())):
+            raise ValueError(f"jobs={self.jobs} but devices give {len(self.slots())} slot(s); "
+                             "give one of them (repeat a device for several runs on it)")
+        if self.train.grad_accum % self.nproc_per_run:
+            # W ranks of grad_accum K step like one process of grad_accum W*K: a run of
+            # nproc_per_run ranks keeps the budget's step only if they share its grad_accum
+            raise ValueError(f"nproc_per_run={self.nproc_per_run} must divide grad_accum="
+                             f"{self.train.grad_accum}: each rank accumulates grad_accum / "
+                             "nproc_per_run micro-batches so that a step is unchanged")
         if self.grid_extensions < 0:
             raise ValueError(f"grid_extensions must be 0 or more, got {self.grid_extensions}")
         for name in PER_RUN_SETTINGS:
             if getattr(self.train, name) != getattr(TrainConfig(), name):
                 raise ValueError(f"train.{name} is set per run (the experiment's seeds are "
                                  f"`seeds`); leave it at its default")
+
+    def slots(self) -> list[tuple[str, ...]]:
+        """The devices of each slot (one run at a time each): ``devices`` cut into groups of
+        ``nproc_per_run`` (one device per rank), else ``jobs`` slots of ``train.device``."""
+        n = self.nproc_per_run
+        if not self.devices:
+            return [(self.train.device,) * n] * self.jobs
+        return [self.devices[i:i + n] for i in range(0, len(self.devices), n)]
 
     def with_training(self, **changes) -> "ExperimentConfig":
         """A copy whose training budget has ``changes`` (e.g. ``epochs=2``)."""
@@ -163,9 +190,14 @@ class Run:
                 "method": self.method, "teacher": cfg.teacher if distilled else None,
                 "kd_weight": self.kd_weight, "resume": not self.orphaned(cfg)}
 
-    def argv(self, cfg: ExperimentConfig) -> list[str]:
-        """Arguments of ``python -m tfckd_lite`` that train this run."""
-        return training_argv(self.train_config(cfg), **self.training_arguments(cfg))
+    def argv(self, cfg: ExperimentConfig, device: str | None = None) -> list[str]:
+        """Arguments of ``python -m tfckd_lite`` that train this run (on ``device``, default
+        ``cfg.train.device``; as one of ``cfg.nproc_per_run`` ranks, each accumulating
+        ``grad_accum / nproc_per_run`` micro-batches so that the optimizer step is the
+        budget's)."""
+        config = replace(self.train_config(cfg), device=device or cfg.train.device,
+                         grad_accum=cfg.train.grad_accum // cfg.nproc_per_run)
+        return training_argv(config, **self.training_arguments(cfg))
 
     def orphaned(self, cfg: ExperimentConfig) -> bool:
         """The folder holds files of an unfinished run but not its resume state (e.g. they were
@@ -185,14 +217,15 @@ def reproduce_command(cfg: ExperimentConfig) -> str:
     Notebook: 05_distillation.ipynb
 
     The settings that differ from the defaults, but those that do not change the results
-    (``jobs``, ``device``).
+    (``jobs``, ``devices``, ``nproc_per_run``, ``device``, ``workers``).
     """
     default = ExperimentConfig(data=cfg.data, out=cfg.out)
     args = ["reproduce", "--data", str(cfg.data), "--out", str(cfg.out)]
     for key in ("teacher", "student"):
         if getattr(cfg, key) != getattr(default, key):
             args += ["--" + key, getattr(cfg, key)]
-    args += config_argv(cfg.train, defaults=default.train, exclude=(*PER_RUN_SETTINGS, "device"))
+    args += config_argv(cfg.train, defaults=default.train,
+                        exclude=(*PER_RUN_SETTINGS, "device", "workers"))
     for key in ("test_clips", "grid_extensions"):
         if getattr(cfg, key) != getattr(default, key):
             args += ["--" + key.replace("_", "-"), flag_text(getattr(cfg, key))]

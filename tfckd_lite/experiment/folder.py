@@ -38,7 +38,7 @@ class ExperimentMismatchError(RuntimeError):
 
 
 #: settings that may change between sessions of one experiment (they do not change results)
-_FREE_SETTINGS = ("jobs", "device")
+_FREE_SETTINGS = ("jobs", "devices", "nproc_per_run", "device", "workers")
 
 
 def check_experiment_folder(cfg: ExperimentConfig) -> dict:
@@ -52,8 +52,10 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
     across sessions and machines, with the data rebuilt on each;
     resuming with a retrained teacher, a differently built set or another budget would silently
     mix runs that are not comparable (finished runs are not retrained), so it raises
-    :class:`ExperimentMismatchError` naming what differs. ``jobs`` and ``device`` may change,
-    and methods may be added (the record is updated); none may be removed.
+    :class:`ExperimentMismatchError` naming what differs. ``jobs``, ``devices``,
+    ``nproc_per_run``, ``device`` and ``workers`` may change (a run in progress resumes only
+    with the number of ranks it started with: ``train`` refuses another), and methods may be
+    added (the record is updated); none may be removed.
     """
     digest = sha256_file(cfg.teacher_file())
     data_digest = manifest_sha256(cfg.data)

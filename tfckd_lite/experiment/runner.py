@@ -7,6 +7,23 @@ Notebook: 05_distillation.ipynb
 the plan again whenever a run finishes, and honours the two wall-clock budgets (``hours``: start
 only runs that fit; ``stop_after``: stop the runs in progress at their last checkpoint).
 :func:`reproduce` runs the whole experiment and writes its report.
+
+Where the runs train (none of it changes the experiment folder, so a resume may change it):
+``devices`` (``--devices cpu,cpu`` or ``cuda:0,cuda:1``; ``cuda:0,cuda:0`` = two runs at a
+time on GPU 0) lists the slots, each training one run at a time as a subprocess with
+``--device <its device>``; it replaces ``jobs`` (which must then be 1 or the slot count).
+``nproc_per_run`` N makes each run a distributed run of N ranks (``python -m
+torch.distributed.run --standalone --nproc_per_node N -m tfckd_lite train ...``; the
+standalone rendezvous binds port 0, so launches side by side never collide): ``devices`` is
+then cut into groups of N, one device per rank (a GPU group becomes the run's
+``CUDA_VISIBLE_DEVICES`` with ``--device cuda``, each rank on its ``LOCAL_RANK``), and each
+rank accumulates ``grad_accum / N`` micro-batches, so that the optimizer step (``batch_size
+· grad_accum`` crops) is the budget's (:mod:`tfckd_lite.distributed`: W ranks of K
+micro-batches step like one process of W·K); a ``grad_accum`` N does not divide is refused.
+The runs' numbers then equal a single process's up to float summation order, and their
+``history.json`` records ``grad_accum / N``; a run in progress resumes only with the
+number of ranks it started with (``train`` refuses another). Every process gets
+``OMP_NUM_THREADS = cores // processes``.
 """
 
 from __future__ import annotations
@@ -18,25 +35,81 @@ import sys
 import threading
 import time
 
+from dataclasses import replace
+
+from ..devices import DeviceError, resolve_device
 from ..train import run_training
 from .config import ExperimentConfig, Run
 from .folder import check_experiment_folder
 from .plan import choose_kd_weights, epoch_times, final_runs, planned_runs, run_seconds
 from .report import write_report
 from .results import collect_results
+
+
+def slot_commands(cfg: ExperimentConfig) -> list[tuple[list[str], dict[str, str]]]:
+    """Per slot of ``cfg.slots()``: the command that trains a run there, up to the ``train``
+    arguments (:func:`run_command`), and its environment changes; every device is checked
+    first (:class:`~tfckd_lite.devices.DeviceError` when unusable).
+
+    Notebook: 05_distillation.ipynb
+    """
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+              "--nproc_per_node", str(cfg.nproc_per_run), "-m", "tfckd_lite"]
+    if not cfg.devices:            # `jobs` slots on the budget's --device, checked by `train`
+        resolve_device(cfg.train.device)
+        plain = cfg.nproc_per_run == 1
+        return [([sys.executable, "-m", "tfckd_lite"] if plain else launch, {})] * cfg.jobs
+    commands = []
+    for group in cfg.slots():
+        devices = [resolve_device(name) for name in group]
+        if len(group) == 1:
+            commands.append(([sys.executable, "-m", "tfckd_lite"], {}))
+            continue
+        if len({d.type for d in devices}) > 1:
+            raise DeviceError(f"the ranks of one run mix CPU and GPU: {','.join(group)}")
+        if devices[0].type == "cpu":
+            commands.append((launch, {}))
+            continue
+        indices = [d.index for d in devices]
+        if len(set(indices)) < len(indices):
+            raise DeviceError(f"the ranks of one run need distinct GPUs, got {','.join(group)}")
+        # indices are PyTorch's, i.e. counted within this process's CUDA_VISIBLE_DEVICES
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = [visible.split(",")[i] if visible else str(i) for i in indices]
+        commands.append((launch, {"CUDA_VISIBLE_DEVICES": ",".join(ids)}))
+    return commands
+
+
+def run_command(run: Run, cfg: ExperimentConfig, slot: int) -> tuple[list[str], dict]:
+    """The command line and environment changes that train ``run`` in slot ``slot``.
+
+    Notebook: 05_distillation.ipynb
+    """
+    prefix, env = slot_commands(cfg)[slot]
+    group = cfg.slots()[slot]
+    if not cfg.devices:
+        device = None                           # the budget's own --device
+    elif len(group) == 1:
+        device = group[0]
+    else:                                       # each rank takes cuda:LOCAL_RANK / the CPU
+        device = "cpu" if resolve_device(group[0]).type == "cpu" else "cuda"
+    return [*prefix, *run.argv(cfg, device)], env
+
+
 def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
                deadline: float | None = None, stop_at: float | None = None) -> bool:
-    """Train the unfinished ``runs`` (``cfg.jobs`` at a time); a failing run raises. Returns
+    """Train the unfinished ``runs`` (one per slot of ``cfg.slots()`` at a time: ``cfg.jobs``,
+    or ``cfg.devices``, see the module's docstring); a failing run raises. Returns
     ``True`` when every run has finished, ``False`` when ``deadline`` or ``stop_at`` stopped it
     first.
 
     ``runs``: a list, or a function returning one (e.g. ``lambda: planned_runs(cfg)``), asked
     again whenever a run finishes, so that runs a finished one makes possible (a λ-grid step,
     the seeds of a method whose λ is settled) start at once instead of a slot waiting idle for
-    the slowest run of a stage. In this process when ``jobs == 1`` (through
+    the slowest run of a stage. In this process when there is one slot of one rank (through
     :func:`~tfckd_lite.train.run_training` with the run's config), else as ``python -m
-    tfckd_lite train`` subprocesses (:meth:`Run.argv`) with ``OMP_NUM_THREADS = cores //
-    jobs`` whose output goes to ``train.log`` in each run folder; those processes are
+    tfckd_lite train`` subprocesses (:func:`run_command`) with ``OMP_NUM_THREADS = cores //
+    processes`` whose output goes to ``train.log`` in each run folder; those processes are
     stopped with it (an exception, Ctrl-C, or SIGTERM to this process), and each resumes from
     its last checkpoint at the next call.
 
@@ -81,20 +154,24 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     def todo() -> int:
         return sum(1 for run in plan() if not run.finished(cfg) and run not in started)
 
+    slots = cfg.slots()
+    slot_commands(cfg)                          # checks every device before any run starts
     bar = tqdm(total=todo(), desc="training runs", disable=not progress)
-    if cfg.jobs == 1 and stop_at is None:
+    if len(slots) == 1 and cfg.nproc_per_run == 1 and stop_at is None:
+        device = slots[0][0]
         while (run := next_run()) is not None:
             started.append(run)
             bar.set_postfix_str(f"{run.method} λ={run.kd_weight} seed {run.seed}")
-            run_training(run.train_config(cfg), **run.training_arguments(cfg), progress=False)
+            run_training(replace(run.train_config(cfg), device=device),
+                         **run.training_arguments(cfg), progress=False)
             ended.append(run)
             bar.update(1)
             bar.total = bar.n + todo()
         bar.close()
         return todo() == 0
-    threads = str(max(1, (os.cpu_count() or 1) // cfg.jobs))
+    threads = str(max(1, (os.cpu_count() or 1) // sum(len(group) for group in slots)))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    active = []
+    active = []                     # (run, process, log, slot)
     # `kill <pid>` (SIGTERM) must stop the training processes too, not leave them running
     # unowned (a later call would start a second trainer on the same folder); a job started in
     # the background ignores Ctrl-C's SIGINT, so SIGTERM is how it is stopped
@@ -102,19 +179,22 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
     previous = signal.signal(signal.SIGTERM, _exit_on_signal) if in_main else None
     try:
         while True:
-            while len(active) < cfg.jobs and (run := next_run()) is not None:
+            free = [i for i in range(len(slots)) if i not in {item[3] for item in active}]
+            while free and (run := next_run()) is not None:
+                slot = free.pop(0)
                 started.append(run)
                 folder = run.run_folder(cfg)
                 folder.path.mkdir(parents=True, exist_ok=True)
                 log = open(folder.log, "ab")
-                proc = subprocess.Popen([sys.executable, "-m", "tfckd_lite", *run.argv(cfg)],
-                                        stdout=log, stderr=subprocess.STDOUT, env=env)
-                active.append((run, proc, log))
+                argv, changes = run_command(run, cfg, slot)
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**env, **changes})
+                active.append((run, proc, log, slot))
             if not active or (stop_at is not None and time.time() >= stop_at):
                 break               # (a stop: `finally` ends the runs still training)
             time.sleep(1.0)
             for item in list(active):
-                run, proc, log = item
+                run, proc, log, _ = item
                 if proc.poll() is None:
                     continue
                 log.close()
@@ -126,7 +206,7 @@ def train_runs(runs, cfg: ExperimentConfig, progress: bool = True,
                 bar.update(1)
                 bar.total = bar.n + len(active) + todo()
     finally:
-        for _, proc, log in active:
+        for _, proc, log, _ in active:
             proc.terminate()
             proc.wait()
             log.close()
