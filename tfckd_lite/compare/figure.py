@@ -43,8 +43,9 @@ def plot_comparison(comparison: Comparison, systems: Sequence[str] | None = None
     ``difference=True`` each system's dB difference to the clean reference (shared symmetric
     scale; ``ValueError`` without a reference); with ``weights_view=(set, stream, layer)`` and
     the weights system among ``systems``, that student layer's per-frame calibration weights
-    (one curve per teacher layer, :func:`tfckd_lite.distill.plots.plot_weight_curves`) under
-    its spectrogram. ``time_range`` zooms every panel (:func:`zoom_limits`).
+    (one curve per teacher layer, :func:`tfckd_lite.distill.plots.plot_weight_curves`) in a
+    last row across the figure's width, on the same time axis, titled with the system they
+    belong to. ``time_range`` zooms every panel (:func:`zoom_limits`).
 
     ``fig``: a figure to draw into (it is cleared first; the widget redraws its one figure this
     way); ``None`` makes a new pyplot figure. Returns ``(fig, axes, images)``: ``axes`` is
@@ -64,7 +65,7 @@ def plot_comparison(comparison: Comparison, systems: Sequence[str] | None = None
     if difference and comparison.differences is None:
         raise ValueError(NO_REFERENCE_NOTE)
     start, end = zoom_limits(time_range, comparison.axis_end)
-    weights_column = None
+    show_weights = False
     if weights_view is not None:
         if comparison.weights is None:
             raise ValueError("this comparison has no calibration weights (no distiller given, "
@@ -78,12 +79,11 @@ def plot_comparison(comparison: Comparison, systems: Sequence[str] | None = None
                 not 0 <= layer < n_student:
             raise ValueError(f"student layer must be an index from 0 to {n_student - 1} for set "
                              f"{stage!r}, got {layer!r}")
-        if comparison.weights_system in systems:
-            weights_column = systems.index(comparison.weights_system)
+        show_weights = comparison.weights_system in systems
 
     rows = ["spectrogram"] + (["difference"] if difference else []) + \
-        (["weights"] if weights_column is not None else [])
-    heights = {"spectrogram": 3.0, "difference": 3.0, "weights": 2.0}
+        (["weights"] if show_weights else [])
+    heights = {"spectrogram": 3.0, "difference": 3.0, "weights": 1.7}
     size = (2.9 * len(systems) + 1.2, sum(heights[r] for r in rows) * 0.85 + 0.4)
     if fig is None:
         import matplotlib.pyplot as plt
@@ -119,24 +119,23 @@ def plot_comparison(comparison: Comparison, systems: Sequence[str] | None = None
         if images["difference"]:
             fig.colorbar(next(iter(images["difference"].values())),
                          ax=list(axes["difference"].values()), label="dB difference", pad=0.01)
-    if weights_column is not None:
+    if show_weights:
+        # one row across the figure: a panel under one column would leave the others blank
         stage, stream, layer = weights_view
         w = comparison.weights[stage][stream]
         names = stage_layer_names(stage, w.shape[2])
         student_layer = stage_layer_names(stage, w.shape[1])[layer]
-        ax = fig.add_subplot(grid[len(rows) - 1, weights_column], sharex=first)
-        title = f"calibration α ({stage}, {stream}) of student {student_layer}"
+        ax = fig.add_subplot(grid[len(rows) - 1, :], sharex=first)
+        title = (f"calibration weights α of {system_label(comparison.weights_system)}: "
+                 f"{stage} set, {stream} stream, student layer {student_layer} (per frame, "
+                 f"the teacher layers' weights sum to 1)")
         if comparison.weights_note:
-            title += f"\n{comparison.weights_note}"
-        _, _, lines = plot_weight_curves(w[:, layer, :], ax=ax, labels=names, title=title)
-        for line in lines:                  # plot_weight_curves labels them "teacher <name>"
-            line.set_label(line.get_label().replace("teacher ", "T "))
-        ax.legend(fontsize=7, loc="upper right", ncol=len(lines))
-        ax.title.set_fontsize(9)
-        # its y labels may reach into the empty cell to the left instead of widening the column
-        ax.yaxis.set_in_layout(False)
+            title += f" — {comparison.weights_note}"
+        _, _, lines = plot_weight_curves(w[:, layer, :], ax=ax, labels=names)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.legend(fontsize=8, loc="upper right", ncol=len(lines), framealpha=0.8)
         axes["weights"], images["weights"] = ax, lines
-    _tidy_labels(axes, systems, weights_column)
+    _tidy_labels(axes, systems)
     for ax in _all_axes(axes):
         ax.set_xlim(start, end)
     clip = comparison.clip
@@ -149,13 +148,12 @@ def _all_axes(axes: dict) -> list:
     return found + ([axes["weights"]] if axes["weights"] is not None else [])
 
 
-def _tidy_labels(axes: dict, systems: list[str], weights_column: int | None) -> None:
+def _tidy_labels(axes: dict, systems: list[str]) -> None:
     """Axis labels once: frequency on the first column, time under each column's lowest panel."""
     for c, name in enumerate(systems):
         images = [ax for ax in (axes["spectrogram"][name], axes["difference"].get(name))
                   if ax is not None]
-        column = images + ([axes["weights"]] if c == weights_column else [])
-        for ax in column[:-1]:
+        for ax in images[:-1]:
             ax.set_xlabel("")
             ax.tick_params(labelbottom=False)
         if c:                                # the frequency axis is shared: label it once
@@ -165,7 +163,7 @@ def _tidy_labels(axes: dict, systems: list[str], weights_column: int | None) -> 
 
 
 def audio_players_html(signals: Mapping[str, np.ndarray], sample_rate: int = SAMPLE_RATE) -> str:
-    """One row of HTML audio players, one per system, labelled.
+    """HTML audio players, one per system, labelled, side by side (wrapping at the page's width).
 
     Notebook: 06_compare_spectrograms.ipynb
 
@@ -174,7 +172,7 @@ def audio_players_html(signals: Mapping[str, np.ndarray], sample_rate: int = SAM
     """
     from ..data.display import audio_player_html
 
-    cells = "".join(f"<td style='padding:2px 6px'><b>{html.escape(system_label(name))}</b><br>"
-                    f"{audio_player_html(x, sample_rate, normalize=False)}</td>"
+    cells = "".join(f"<div><b>{html.escape(system_label(name))}</b><br>"
+                    f"{audio_player_html(x, sample_rate, normalize=False)}</div>"
                     for name, x in signals.items())
-    return f"<table><tr>{cells}</tr></table>"
+    return f"<div style='display:flex; flex-wrap:wrap; gap:4px 12px'>{cells}</div>"

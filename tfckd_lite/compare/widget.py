@@ -129,11 +129,22 @@ class CompareWidget:
         self.table = widgets.HTML()
         self.players = widgets.HTML()
         self.message_box = widgets.HTML()
+
+        def row(children):
+            """Controls side by side that wrap onto the next line at the notebook's width."""
+            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap",
+                                                                align_items="center"))
+
         self.ui = widgets.VBox([
-            widgets.HBox([clip, path, load]),
-            widgets.HBox([time_range, difference]),
-            widgets.HBox([widgets.Label("systems:"), *boxes.values()]),
+            row([clip, path, load]),
+            row([time_range, difference]),
+            row([widgets.Label("systems:"), *boxes.values()]),
             weights, self.message_box, self.output, self.table, self.players])
+        # class names for the page's style and for browser tests to find the parts
+        for part, name in ((self.ui, "compare-widget"), (self.message_box, "compare-message"),
+                           (self.output, "compare-figure"), (self.table, "compare-metrics"),
+                           (self.players, "compare-players")):
+            part.add_class(name)
 
         clip.observe(self._on_clip, names="value")
         load.on_click(self._on_load)
