@@ -127,8 +127,10 @@ class LabServer:
             self.process.wait(timeout=20)
 
     # -------------------------------------------------------------------------- access
-    def url(self, path: str = "lab") -> str:
-        return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
+    def url(self, path: str = "lab", flag: str = "") -> str:
+        """The address of ``path`` with the token (and a bare query ``flag`` such as reset)."""
+        flag = f"{flag}&" if flag else ""
+        return f"http://127.0.0.1:{self.port}/{path}?{flag}token={self.token}"
 
     def api(self, method: str, path: str, prefix: str = "api"):
         """A call of the server's REST API (``prefix="lab/api"`` for JupyterLab's own)."""

@@ -82,7 +82,9 @@ _READ_OUTPUTS = r"""
 def open_notebook(context, server, name: str, timeout_s: float = 120):
     """A new page showing notebook ``name`` with its kernel started and idle."""
     page = context.new_page()
-    page.goto(server.url(f"lab/tree/{name}"))
+    # ?reset: start from an empty workspace, or JupyterLab reopens the notebooks (and starts the
+    # kernels) of earlier pages, whose layout the server keeps
+    page.goto(server.url(f"lab/tree/{name}", "reset"))
     page.wait_for_function(
         f"""name => window.jupyterapp && {PANEL} && {PANEL}.context
                    && {PANEL}.context.path.endsWith(name)""",
@@ -142,12 +144,21 @@ def screenshot(page, path: Path) -> None:
     size = page.viewport_size
     scroller = (f"({PANEL}.content.node.closest('.jp-WindowedPanel-outer') "
                 f"|| {PANEL}.content.node.querySelector('.jp-WindowedPanel-outer'))")
-    content = page.evaluate(f"() => {{ const s = {scroller}; s.scrollTop = 0; "
-                            f"return [s.scrollHeight, s.clientHeight]; }}")
-    extra = content[0] - content[1]             # how much taller the notebook is than its view
-    page.set_viewport_size({"width": size["width"],
-                            "height": min(size["height"] + max(extra, 0) + 40, 32_000)})
-    page.wait_for_timeout(1000)                   # JupyterLab lays itself out for the new size
+    page.evaluate(f"() => {{ {PANEL}.content.activeCellIndex = 0; }}")  # as a reader opens it
+    height = size["height"]
+    # where the last cell ends (the scroll height also counts the space JupyterLab leaves after
+    # it); off-screen cells have estimated heights until they are drawn, so measure again
+    measure = f"""() => {{ const s = {scroller}; s.scrollTop = 0;
+        const cells = {PANEL}.content.widgets;
+        const last = cells[cells.length - 1].node.getBoundingClientRect().bottom;
+        return [last - s.getBoundingClientRect().top + 24, s.clientHeight]; }}"""
+    for _ in range(8):
+        content, view = page.evaluate(measure)
+        if content <= view or height >= 32_000:
+            break
+        height = min(height + int(content - view), 32_000)
+        page.set_viewport_size({"width": size["width"], "height": height})
+        page.wait_for_timeout(1000)               # JupyterLab lays itself out for the new size
     page.evaluate(f"() => {{ {scroller}.scrollTop = 0; }}")
     page.screenshot(path=str(path))
     page.set_viewport_size(size)

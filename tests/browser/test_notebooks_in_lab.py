@@ -170,7 +170,7 @@ def test_jupyterlab_opens_without_first_run_prompts(lab, page_context):
     assert schema["fetchNews"]["default"] == "false"
     assert schema["checkForUpdates"]["default"] is False
     page = page_context.new_page()
-    page.goto(lab.url("lab"))
+    page.goto(lab.url("lab", "reset"))
     page.wait_for_function("() => window.jupyterapp && jupyterapp.shell", timeout=60_000)
     page.wait_for_timeout(3000)                 # the news question would pop up by now
     toasts = page.locator(".Toastify__toast").all_inner_texts()
