@@ -26,7 +26,8 @@ class RenderedOutputs:
     (``""`` when it rendered as a widget); ``widget_texts``: plain-text outputs that are a
     widget's text representation (what JupyterLab shows without the widget manager);
     ``errors``: error and stderr outputs that carry a traceback or an error; ``prompts``:
-    input prompts still running (``[*]``).
+    input prompts still running (``[*]``); ``too_wide``: outputs wider than the notebook (the
+    reader would have to scroll sideways to see all of them).
     """
 
     figures: int = 0
@@ -37,6 +38,7 @@ class RenderedOutputs:
     errors: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
+    too_wide: list[str] = field(default_factory=list)
 
     @property
     def rendered_widgets(self) -> int:
@@ -49,7 +51,7 @@ _READ_OUTPUTS = r"""
 () => {
   const panel = jupyterapp.shell.currentWidget.node;
   const found = {figures: 0, broken_images: 0, audio: 0, widgets: [], widget_texts: [],
-                 errors: [], stderr: [], prompts: []};
+                 errors: [], stderr: [], prompts: [], too_wide: []};
   const widgetRepr = /^[A-Z]\w*\((children|value|description|layout|options|index)=/;
   const failedWidget = /Error displaying widget|Loading widget/;
   for (const prompt of panel.querySelectorAll('.jp-InputPrompt')) {
@@ -73,6 +75,10 @@ _READ_OUTPUTS = r"""
       else found.stderr.push(entry);
     }
     if (!out.querySelector('.jupyter-widgets')) found.audio += out.querySelectorAll('audio').length;
+    if (out.scrollWidth > out.clientWidth + 2) {             // cut off at the notebook's edge
+      found.too_wide.push(`${mime || 'widget'}, ${out.scrollWidth} px in ${out.clientWidth} px: `
+                          + text.trim().slice(0, 80));
+    }
   }
   return found;
 }
@@ -188,6 +194,7 @@ def rendering_problems(shown: RenderedOutputs, expected) -> list[str]:
     if shown.rendered_widgets != expected.widgets:
         problems.append(f"{shown.rendered_widgets} widgets drawn, the notebook makes "
                         f"{expected.widgets}")
+    problems += [f"output wider than the notebook: {text}" for text in shown.too_wide]
     if shown.audio != expected.audio:
         problems.append(f"{shown.audio} audio players on the page, the notebook makes "
                         f"{expected.audio}")
