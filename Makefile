@@ -1,6 +1,6 @@
 # tfckd_lite: two commands on a fresh machine.
 #   make lab    set everything up, then open JupyterLab on notebooks/00_overview.ipynb
-#   make test   set everything up, then run the unit tests and every notebook under nbval
+#   make test   set everything up, then run the unit tests and every notebook (nbval, JupyterLab)
 # Everything lives in .venv inside the project; nothing is registered outside it.
 
 PYTHON ?= python3
@@ -17,7 +17,7 @@ PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebo
 
 help:
 	@echo "make lab    - set up .venv and open JupyterLab on the overview notebook"
-	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval)"
+	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval, and in JupyterLab in Chromium)"
 	@echo "make bench  - print model and distillation benchmarks for this machine"
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -80,8 +79,8 @@ class NotebookRuns:
     returns ``(page, outputs, ok)``; the page stays open (and its kernel running) until another
     notebook is run, so a later test can drive what the notebook left on screen (notebook 06's
     widget). ``expected(name)`` executes the same notebook headless (nbclient) in a separate
-    copy and counts its figures, widgets and audio players; it starts with ``run(name)`` and
-    runs beside the browser (the two kernels share the CPU, and the browser's waits leave room).
+    copy and counts its figures, widgets and audio players. The two runs take turns: side by
+    side, two kernels' OpenMP threads on a 2-core machine slow each other down many times over.
     """
 
     def __init__(self, lab: LabServer, browser, tmp_path_factory):
@@ -91,13 +90,11 @@ class NotebookRuns:
         self.context = None
         self.current = None                     # (name, page, outputs, ok)
         self._expected = {}
-        self._pool = ThreadPoolExecutor(max_workers=1)
 
     def run(self, name: str):
         if self.current and self.current[0] == name:
             return self.current[1:]
         self.close()
-        self._start_headless(name)
         self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
         page = open_notebook(self.context, self.lab, name)
         ok = run_all(page)
@@ -107,19 +104,10 @@ class NotebookRuns:
         return page, outputs, ok
 
     def expected(self, name: str):
-        self._start_headless(name)
-        return self._expected[name].result()
-
-    def _start_headless(self, name: str) -> None:
         if name not in self._expected:
-            self._expected[name] = self._pool.submit(
-                execute_headless, self.headless_notebooks / name,
-                isolated_environment(self.headless / "jupyter"))
-
-    def finish(self) -> None:
-        """Close the open notebook and wait for (or cancel) the headless runs."""
-        self.close()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            self._expected[name] = execute_headless(
+                self.headless_notebooks / name, isolated_environment(self.headless / "jupyter"))
+        return self._expected[name]
 
     def close(self) -> None:
         if self.current:
@@ -134,4 +122,4 @@ class NotebookRuns:
 def notebook_runs(lab, browser, tmp_path_factory):
     runs = NotebookRuns(lab, browser, tmp_path_factory)
     yield runs
-    runs.finish()
+    runs.close()

@@ -82,9 +82,8 @@ def test_compare_widget_answers_the_mouse_in_jupyterlab(notebook_runs, lab):
 
     # another test clip: a new picture and new scores
     select = widget.locator(".widget-dropdown select")
-    options = select.locator("option").all_inner_texts()
-    other = next(i for i, text in enumerate(options) if not text.startswith(f"{start['clip']}:"))
-    select.select_option(index=other)
+    values = select.locator("option").evaluate_all("options => options.map(o => o.value)")
+    select.select_option(value=next(v for v in values if v != start["clip"]))
     clip = _after(page, start, "picture")
     assert clip["clip"] != start["clip"] and clip["metrics"] != start["metrics"]
 
