@@ -49,7 +49,8 @@ _WIDGET_STATE = """() => {
           path: w.querySelector('.widget-text input').value,
           zoom: w.querySelector('.widget-hslider .widget-readout').textContent,
           players: w.querySelectorAll('.compare-players audio').length,
-          boxes: w.querySelectorAll('.widget-checkbox input').length,
+          systems: rows.find(r => r.textContent.trim().startsWith('systems:'))
+                       .querySelectorAll('.widget-checkbox input').length,
           overflowing: rows.filter(r => r.scrollWidth > r.clientWidth + 1).length,
           too_wide: w.scrollWidth > w.clientWidth + 1};
 }"""
@@ -75,7 +76,7 @@ def test_compare_widget_answers_the_mouse_in_jupyterlab(notebook_runs, lab):
     start = _widget(page)
     assert start["picture"], "the widget shows no picture"
     assert "PESQ-WB" in start["metrics"]
-    assert start["players"] == start["boxes"], "one audio player per system"
+    assert start["players"] == start["systems"], "one audio player per system"
     assert start["path"] == "", "the file field keeps a path from the notebook's demo"
     assert start["overflowing"] == 0 and not start["too_wide"], \
         "the widget's controls are wider than the notebook"

@@ -145,23 +145,27 @@ class MetricsTable:
 
     def html(self) -> str:
         """The table as a small HTML table (the widget shows this); hover a dash for why."""
-        head = "".join(f"<th>{html.escape(METRIC_LABELS.get(m, m))}</th><th>Δ</th>"
-                       for m in self.metrics)
+        # a widget's HTML gets none of the notebook's table style: space the columns here
+        num, delta_style = "style='padding:1px 4px 1px 14px; text-align:right'", \
+            "style='padding:1px 4px; text-align:right; color:#555'"
+        head = "".join(f"<th {num}>{html.escape(METRIC_LABELS.get(m, m))}</th>"
+                       f"<th {delta_style}>Δ</th>" for m in self.metrics)
         rows = []
         for name, row in self.scores.items():
             cells = []
             for m in self.metrics:
                 reason = self.errors.get(name, {}).get(m)
                 value = row[m]
-                cells.append(f"<td title='{html.escape(reason or '')}'>"
+                cells.append(f"<td {num} title='{html.escape(reason or '')}'>"
                              f"{'–' if math.isnan(value) else f'{value:.{_digits(m)}f}'}</td>")
                 delta = row.get(f"delta_{m}")
                 cells.append("<td></td>" if delta is None else
-                             f"<td>{'–' if math.isnan(delta) else f'{delta:+.{_digits(m)}f}'}"
-                             f"</td>")
+                             f"<td {delta_style}>"
+                             f"{'–' if math.isnan(delta) else f'{delta:+.{_digits(m)}f}'}</td>")
             rows.append(f"<tr><td><b>{html.escape(system_label(name))}</b></td>"
                         f"{''.join(cells)}</tr>")
-        return (f"<table><tr><th>system</th>{head}</tr>{''.join(rows)}</table>"
+        return (f"<table><tr><th style='text-align:left'>system</th>{head}</tr>"
+                f"{''.join(rows)}</table>"
                 f"<small>Δ: improvement over the noisy input on this clip; – : unscorable "
                 f"(hover for the reason)</small>")
 
