@@ -82,13 +82,14 @@ def test_compare_widget_answers_the_mouse_in_jupyterlab(notebook_runs, lab):
         "the widget's controls are wider than the notebook"
 
     # another test clip: a new picture and new scores
-    select = widget.locator(".widget-dropdown select")
+    select = widget.get_by_label("test clip")
     values = select.locator("option").evaluate_all("options => options.map(o => o.value)")
     select.select_option(value=next(v for v in values if v != start["clip"]))
     clip = _after(page, start, "picture")
     assert clip["clip"] != start["clip"] and clip["metrics"] != start["metrics"]
 
     # zoom: drag the slider's upper handle halfway back; the same clip, so the same scores
+    widget.locator(".widget-hslider").scroll_into_view_if_needed()  # the mouse needs it on screen
     track = widget.locator(".widget-hslider .noUi-target").bounding_box()
     handle = widget.locator(".widget-hslider .noUi-handle-upper").bounding_box()
     page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
