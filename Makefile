@@ -1,6 +1,6 @@
 # tfckd_lite: two commands on a fresh machine.
 #   make lab    set everything up, then open JupyterLab on notebooks/00_overview.ipynb
-#   make test   set everything up, then run the unit tests and every notebook under nbval
+#   make test   set everything up, then run the unit tests and every notebook (nbval, JupyterLab)
 # Everything lives in .venv inside the project; nothing is registered outside it.
 
 PYTHON ?= python3
@@ -13,11 +13,11 @@ export IPYTHONDIR          := $(abspath $(VENV))/etc/ipython
 export MPLCONFIGDIR        := $(abspath $(VENV))/etc/matplotlib
 PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup lab test unit notebooks bench clean help system-deps data pretrained assignments reproduce reproduce-status reproduce-stage
+.PHONY: setup lab test unit notebooks bench clean help system-deps browser-deps data pretrained assignments reproduce reproduce-status reproduce-stage
 
 help:
 	@echo "make lab    - set up .venv and open JupyterLab on the overview notebook"
-	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval)"
+	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval, and in JupyterLab in Chromium)"
 	@echo "make bench  - print model and distillation benchmarks for this machine"
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"
@@ -35,7 +35,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[lab,test]"
 	@touch $(STAMP)
 
-setup: system-deps $(STAMP)
+# JupyterLab's settings for this environment only (first-run prompts off): the overrides file
+# in the environment's own settings folder; the browser tests serve JupyterLab with the same file.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_OVERRIDES): jupyterlab-settings/overrides.json $(STAMP)
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+setup: system-deps browser-deps $(STAMP) $(LAB_OVERRIDES)
 
 # Real recorded speech for the reduced dataset: the asterisk G.722 prompt packages (Debian).
 # Instant when present; installed with apt-get when running as root (CI); otherwise a hint is
@@ -58,6 +65,21 @@ system-deps:
 	  echo "NOTE: recorded speech missing (asterisk prompt folders:$$missing)."; \
 	  echo "      Install it with: sudo apt-get install -y --no-install-recommends $(ASTERISK_PACKAGES)"; \
 	  echo "      Continuing; the dataset builder will make an espeak-only set."; \
+	fi
+
+# A browser for the browser tests (tests/browser: every notebook run in JupyterLab): Debian's
+# Chromium, driven by Playwright (a test requirement); Playwright's own browser download is not
+# used. Installed with apt-get when running as root (CI); otherwise the browser tests are skipped
+# and pytest names the reason.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (for the browser tests)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	     >/dev/null) || echo "WARNING: apt-get failed; the browser tests will be skipped"; \
+	else \
+	  echo "NOTE: Chromium is missing, so the browser tests (tests/browser) will be skipped."; \
+	  echo "      Install it with: sudo apt-get install -y chromium"; \
 	fi
 
 # The 'small' reduced dataset for real training (about a minute; verified and skipped when built).

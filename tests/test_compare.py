@@ -302,7 +302,9 @@ def test_comparison_figure_shares_scale_axes_and_zoom(comparison):
     assert len(images["weights"]) == 3                                   # one per teacher layer
     np.testing.assert_allclose(images["weights"][0].get_ydata(),
                                comparison.weights["encoder"]["time"][:, 1, 0])
-    assert axes["weights"].get_subplotspec().colspan.start == systems.index("student")
+    # one row across the figure (no blank cells beside it), titled with the system it belongs to
+    assert axes["weights"].get_subplotspec().colspan == range(len(systems))
+    assert "calibration weights α of student:" in axes["weights"].get_title(loc="left")
 
 
 def test_comparison_figure_options_and_errors(comparison):

@@ -124,6 +124,8 @@ def test_evaluate_reports_input_scores_improvements_and_unscorable_clips(tmp_pat
     reasons = {(u["name"], u["metric"]) for u in summary["unscorable"]}
     assert ("zz_silent", "input_pesq_wb") in reasons
     assert all("reference is silent" in u["reason"] for u in summary["unscorable"])
+    header = metrics.format_summary(summary).splitlines()[0]
+    assert header.split() == ["metric", "input"], "nothing enhanced: no empty columns"
 
     def oracle(noisy):                      # "enhances" by returning the clean signal
         name = dataset.names[oracle.calls]

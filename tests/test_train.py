@@ -190,3 +190,20 @@ def test_evaluate_cli_prints_and_stores_scores_per_group(mini, tmp_path, capsys)
     report = json.loads(out.read_text())
     for field in ("noise", "snr"):
         assert sum(s["clips"] for s in report["by"][field].values()) == 4
+
+
+def test_training_curves_tick_whole_epochs():
+    import matplotlib.pyplot as plt
+
+    from tfckd_lite.plots import plot_training_curves
+
+    history = [{"epoch": e, "train": {"total": 1.0 / e},
+                "valid": {"pesq_wb": 1.5 + e / 10, "si_sdr": 5.0 + e}} for e in (1, 2, 3)]
+    fig, axes, lines = plot_training_curves(history)
+    fig.canvas.draw()
+    for ax in axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks   # no "epoch 1.5"
+    assert len(lines) == 3
+    plt.close(fig)

@@ -407,11 +407,14 @@ def _summarise(records: list[dict], metrics: tuple, enhanced: bool) -> dict:
 
 
 def format_summary(summary: dict, metrics=METRICS) -> str:
-    """A small text table of an :func:`evaluate` summary: input, enhanced, improvement.
+    """A small text table of an :func:`evaluate` summary: input, enhanced, improvement (the last
+    two only when something was enhanced, not for ``enhance_fn=None``).
 
     Notebook: 01_signals_and_data.ipynb
     """
-    lines = [f"{'metric':<8} {'input':>8} {'enhanced':>9} {'delta':>8}"]
+    enhanced = any(name in summary for name in metrics)
+    lines = [f"{'metric':<8} {'input':>8}" + (f" {'enhanced':>9} {'delta':>8}" if enhanced
+                                                else "")]
     for name in metrics:
         if f"input_{name}" not in summary:
             continue

@@ -36,7 +36,8 @@ def audio_player_html(samples, sample_rate: int = SAMPLE_RATE, normalize: bool =
     if peak > 0 and (normalize or peak > 1.0):
         x = x * (0.9 / peak)
     data = base64.b64encode(wav_bytes(x.astype(np.float32), sample_rate)).decode("ascii")
-    return (f'<audio controls preload="none" style="width:220px" '
+    # 160 px: four players and a label column fit a notebook beside JupyterLab's file browser
+    return (f'<audio controls preload="none" style="width:160px" '
             f'src="data:audio/wav;base64,{data}"></audio>')
 
 

@@ -1,0 +1,58 @@
+"""What a notebook makes, counted by executing it headless (nbclient, no browser).
+
+The browser test compares the page with these counts, so no expected number is typed in by
+hand: ``figures`` are the image outputs of the cells, ``widgets`` their widget views (of widgets
+still open at the end), ``audio`` the ``<audio>`` players in their HTML. nbclient treats an ipywidgets ``Output`` widget as
+JupyterLab does (what is displayed inside it belongs to the widget, not to the cell), so the
+two counts mean the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbclient
+import nbformat
+
+IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@dataclass(frozen=True)
+class ExpectedOutputs:
+    figures: int
+    widgets: int
+    audio: int
+
+
+class _Client(nbclient.NotebookClient):
+    """nbclient, also noting which widgets the kernel closed: JupyterLab removes a closed
+    widget's view (a finished tqdm bar with ``leave=False``), nbclient keeps its output."""
+
+    def handle_comm_msg(self, outs, msg, cell_index):
+        super().handle_comm_msg(outs, msg, cell_index)
+        if msg["msg_type"] == "comm_close":
+            self.closed_widgets.add(msg["content"]["comm_id"])
+
+
+def count_outputs(notebook, closed_widgets=frozenset()) -> ExpectedOutputs:
+    figures = widgets = audio = 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            figures += any(kind in data for kind in IMAGE_TYPES)
+            if WIDGET_VIEW in data:
+                widgets += data[WIDGET_VIEW]["model_id"] not in closed_widgets
+            audio += "".join(data.get("text/html", "")).count("<audio")
+    return ExpectedOutputs(figures, widgets, audio)
+
+
+def execute_headless(path: Path, env: dict[str, str], timeout_s: int = 900) -> ExpectedOutputs:
+    """Run the notebook at ``path`` (in its own folder) and count what its cells display."""
+    notebook = nbformat.read(path, as_version=4)
+    client = _Client(notebook, timeout=timeout_s, kernel_name="python3",
+                     resources={"metadata": {"path": str(path.parent)}})
+    client.closed_widgets = set()
+    client.execute(env=env)
+    return count_outputs(notebook, client.closed_widgets)
