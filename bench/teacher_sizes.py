@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from tfckd_lite.audio import atomic_write_bytes
 from tfckd_lite.checkpoint import load_model
-from tfckd_lite.data import open_corpus
+from tfckd_lite.data import manifest_sha256, open_corpus
+from tfckd_lite.files import atomic_write_bytes
 from tfckd_lite.metrics import evaluate, summary_by
 from tfckd_lite.models import build_model, count_flops, count_parameters
-from tfckd_lite.train import SupervisedTask, TrainConfig, fit, manifest_sha256
+from tfckd_lite.train import SupervisedTask, TrainConfig, fit
 
 
 def parse_size(text: str) -> tuple[int, int]:

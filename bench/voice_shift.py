@@ -26,12 +26,13 @@ import numpy as np
 import soxr
 import torch
 
-from tfckd_lite.audio import SAMPLE_RATE, atomic_write_bytes
+from tfckd_lite.audio import SAMPLE_RATE
 from tfckd_lite.checkpoint import load_model
-from tfckd_lite.data import open_corpus, remix, snr_db
+from tfckd_lite.data import manifest_sha256, open_corpus, remix, snr_db
+from tfckd_lite.files import atomic_write_bytes
 from tfckd_lite.metrics import evaluate, summary_by
 from tfckd_lite.models import build_model
-from tfckd_lite.train import SupervisedTask, TrainConfig, fit, manifest_sha256
+from tfckd_lite.train import SupervisedTask, TrainConfig, fit
 
 
 class SpeedPerturbed:

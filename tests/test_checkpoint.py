@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tfckd_lite.audio import atomic_write_bytes
 from tfckd_lite.checkpoint import (CheckpointError, _canonical_header, load_model,
                                    load_training_state, load_weights, read_model_description,
                                    save_model, save_training_state)
+from tfckd_lite.files import atomic_write_bytes
 from tfckd_lite.models import build_model
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tfckd_lite import audio
+from tfckd_lite import audio, files
 from tfckd_lite.audio import AudioError, ResampleWarning, read_audio, wav_bytes, write_wav
 
 
@@ -18,11 +18,11 @@ def _tone(n=4000, rate=16000, amplitude=0.5):
 def test_write_wav_is_deterministic_atomic_and_reads_back_exactly(tmp_path):
     x = _tone()
     digest = write_wav(tmp_path / "a.wav", x)
-    assert digest == audio.sha256_file(tmp_path / "a.wav")
+    assert digest == files.sha256_file(tmp_path / "a.wav")
     assert wav_bytes(x) == (tmp_path / "a.wav").read_bytes()          # bytes depend on samples only
     assert len(wav_bytes(x)) == 44 + 2 * len(x)                         # plain 44-byte header
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]            # no temporary file left
-    assert (tmp_path / "a.wav").stat().st_mode & 0o777 == 0o666 & ~audio._UMASK
+    assert (tmp_path / "a.wav").stat().st_mode & 0o777 == 0o666 & ~files._UMASK
     back = read_audio(tmp_path / "a.wav")
     assert back.dtype == np.float32 and back.shape == x.shape
     np.testing.assert_array_equal(back * 32768, audio.to_pcm16(x).astype(np.float32))

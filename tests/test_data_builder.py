@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tfckd_lite.audio import sha256_file
 from tfckd_lite.cli import main as cli_main
 from tfckd_lite.data import (PROFILES, MissingSourceWarning, Profile, build_dataset, builder,
                              load_manifest, make_noise, mix_at_snr, noise, snr_db, speech,
                              verify_dataset)
+from tfckd_lite.data.manifest import manifest_path, manifest_sha256
+from tfckd_lite.files import sha256_file
 
 HAVE_ASTERISK = bool(speech.find_asterisk_prompts())
 TINY = Profile("tiny", 8, 4, 4, 1.0, 2.0, 0.25, 6, "tests")
@@ -96,7 +97,7 @@ def test_rerun_verifies_and_skips(mini, capsys):
 def test_same_profile_and_seed_give_byte_identical_files_whatever_the_workers(tmp_path, mini):
     other = build_dataset(tmp_path / "again", "mini", progress=False, workers=2)
     assert load_manifest(other)["files"] == load_manifest(mini)["files"]
-    assert (other / "manifest.json").read_bytes() == (mini / "manifest.json").read_bytes()
+    assert manifest_sha256(other) == manifest_sha256(mini)
 
 
 def test_a_changed_file_is_detected_and_rebuilt(tmp_path, tiny_profile):
@@ -128,7 +129,7 @@ def test_an_interrupted_build_is_never_trusted(tmp_path, tiny_profile, monkeypat
     root = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         build_dataset(root, tiny_profile, progress=False, workers=1)
-    assert not (root / "manifest.json").exists()            # nothing claims the files are good
+    assert not manifest_path(root).exists()            # nothing claims the files are good
     assert verify_dataset(root)[0].startswith("no valid manifest")
     assert not list(root.rglob("*.tmp"))
     (root / "clean_trainset_wav" / ".left.wav.abc.tmp").write_bytes(b"half")  # a killed writer

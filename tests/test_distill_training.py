@@ -14,7 +14,8 @@ from tfckd_lite.distill import METHODS, build_distiller
 from tfckd_lite.distill.distiller import weights_sha256
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import PRESETS, DPDCRN, DPDCRNConfig
-from tfckd_lite.stft import HOP_LENGTH, num_frames
+from tfckd_lite.run_folder import RunFolder
+from tfckd_lite.stft import HOP_LENGTH, segment_frames
 from tfckd_lite.train import TrainConfig, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STUDENT = DPDCRNConfig(channels=8, dual_path_layers=1)
 TEACHER = DPDCRNConfig(channels=8, dual_path_layers=2)
 BATCH, SEGMENT = 2, 0.5
-FRAMES = num_frames(round(SEGMENT * 16000))
+FRAMES = segment_frames(SEGMENT)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_distillation_trains_through_fit(method, teacher, splits, tmp_path):
     # the teacher is untouched, frozen, in eval mode, and not in the training state
     assert weights_sha256(teacher) == teacher_hash
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-    tensors, state = _read(tmp_path / "last.state.safetensors", STATE_FORMAT)
+    tensors, state = _read(RunFolder(tmp_path).state, STATE_FORMAT)
     assert not any(k.startswith("module.teacher.") for k in tensors)
     extra = {f"module.{name}" for name, _ in distiller.named_parameters()
              if not name.startswith(("student.", "teacher."))}
@@ -180,7 +181,7 @@ def test_cli_trains_a_student_from_a_teacher_file(mini, teacher_file, tmp_path):
     assert _train(mini, tmp_path, "--method", "tfckd", "--teacher", str(teacher_file),
                   "--kd-weight", "0.5", "--method-option", "fusion_mid_channels=16",
                   "--method-option", "released_normalisation=true") == 0
-    description = read_model_description(tmp_path / "best.safetensors")
+    description = read_model_description(RunFolder(tmp_path).best)
     assert DPDCRNConfig(**description["config"]) == PRESETS["lite-student"]
     assert description["method"] == "tfckd" and description["kd_weight"] == 0.5
     assert description["method_options"] == {"fusion_mid_channels": 16,
@@ -188,15 +189,15 @@ def test_cli_trains_a_student_from_a_teacher_file(mini, teacher_file, tmp_path):
     assert description["teacher"] == str(teacher_file)
     assert description["teacher_sha256"] == hashlib.sha256(teacher_file.read_bytes()).hexdigest()
     assert description["teacher_preset"] == "tiny-teacher"
-    _, state = _read(tmp_path / "last.state.safetensors", STATE_FORMAT)
+    _, state = _read(RunFolder(tmp_path).state, STATE_FORMAT)
     assert state["counters"]["task"]["options"] == description["method_options"]
 
 
 def test_cli_without_method_trains_plainly_as_before(mini, tmp_path):
     assert _train(mini, tmp_path) == 0
-    description = read_model_description(tmp_path / "best.safetensors")
+    description = read_model_description(RunFolder(tmp_path).best)
     assert description["method"] == "none" and "teacher" not in description
-    tensors, state = _read(tmp_path / "last.state.safetensors", STATE_FORMAT)
+    tensors, state = _read(RunFolder(tmp_path).state, STATE_FORMAT)
     assert all(k.startswith("module.model.") for k in tensors if k.startswith("module."))
     assert "task" not in state["counters"]
 
@@ -228,11 +229,12 @@ def test_cli_rejects_an_unknown_method_listing_the_valid_ones(mini, tmp_path, ca
     (["--method", "tfckd", "--teacher", "T", "--method-option", "released_normalisation=maybe"],
      "values are true/false, integers or numbers"),
 ])
-def test_cli_rejects_bad_combinations(mini, teacher_file, tmp_path, extra, message):
+def test_cli_rejects_bad_combinations(mini, teacher_file, tmp_path, extra, message, capsys):
     extra = [str(teacher_file) if value == "T" else value for value in extra]
-    with pytest.raises(SystemExit, match=message.replace("(", r"\(")):
-        _train(mini, tmp_path, *extra)
-    assert not (tmp_path / "last.state.safetensors").exists()
+    assert _train(mini, tmp_path, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not RunFolder(tmp_path).state.exists()
 
 
 @pytest.mark.parametrize("override", [
@@ -240,7 +242,8 @@ def test_cli_rejects_bad_combinations(mini, teacher_file, tmp_path, extra, messa
     {"stft": {"n_fft": 512, "hop_length": HOP_LENGTH // 2, "win_length": 512,
               "window": "hann (periodic)", "center": True}},
 ])
-def test_cli_rejects_a_teacher_with_another_stft(mini, teacher, tmp_path, override):
+def test_cli_rejects_a_teacher_with_another_stft(mini, teacher, tmp_path, override, capsys):
     path = save_model(tmp_path / "other.safetensors", teacher, **override)
-    with pytest.raises(SystemExit, match="would not see the same spectra"):
-        _train(mini, tmp_path / "run", "--method", "output", "--teacher", str(path))
+    assert _train(mini, tmp_path / "run", "--method", "output", "--teacher", str(path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "would not see the same spectra" in err

@@ -16,21 +16,28 @@ from tfckd_lite import experiment, pretrained
 from tfckd_lite.checkpoint import (CheckpointError, load_distiller_extras, load_model,
                                    load_trained_distiller, save_distiller_extras, save_model)
 from tfckd_lite.cli import build_parser
-from tfckd_lite.data import open_corpus
+from tfckd_lite.data import manifest_sha256, open_corpus
 from tfckd_lite.distill import build_distiller
 from tfckd_lite.experiment import ExperimentConfig, Run
+from tfckd_lite.experiment.cli import config_from_args
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import build_model
-from tfckd_lite.train import manifest_sha256
+from tfckd_lite.run_folder import RunFolder
+from tfckd_lite.train import TrainConfig
+from tfckd_lite.train import config_from_args as train_config_from_args
+
+TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def tiny_config(root, out, **overrides) -> ExperimentConfig:
+    """A tiny experiment; ``overrides`` may name its settings and its training fields alike."""
     settings = dict(data=str(root), out=str(out), methods=("none", "tfckd"), seeds=(0, 1),
-                    kd_weights=(1.0, 10.0), grid_extensions=1, epochs=1, steps_per_epoch=2,
-                    batch_size=2,
-                    segment_seconds=0.5, warmup_steps=1, valid_clips=2, test_clips=2)
-    settings.update(overrides)
-    return ExperimentConfig(**settings)
+                    kd_weights=(1.0, 10.0), grid_extensions=1, test_clips=2)
+    training = dict(epochs=1, steps_per_epoch=2, batch_size=2, segment_seconds=0.5,
+                    warmup_steps=1, valid_clips=2)
+    for key, value in overrides.items():
+        (training if key in TRAINING_FIELDS else settings)[key] = value
+    return ExperimentConfig(**settings).with_training(**training)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +61,13 @@ def test_every_run_trains_with_the_same_budget(finished):
     assert chosen in grid
     for run in results["runs"]:
         history = json.loads((Run(run["method"], run["kd_weight"], run["seed"]).folder(cfg)
-                              / "history.json").read_text())
-        assert len(history) == cfg.epochs
+                              / RunFolder.HISTORY).read_text())
+        assert len(history) == cfg.train.epochs
     assert sorted((r["method"], r["seed"]) for r in results["runs"]) == \
         [("none", 0), ("none", 1), ("tfckd", 0), ("tfckd", 1)]
     for run in results["runs"]:         # the experiment's data settings reach every run
-        trained = json.loads((Path(run["folder"]) / "best.json").read_text())
-        assert trained["train_config"]["remix_snr"] == list(cfg.remix_snr)
+        trained = json.loads((Path(run["folder"]) / RunFolder.BEST_DESCRIPTION).read_text())
+        assert trained["train_config"]["remix_snr"] == list(cfg.train.remix_snr)
 
 
 def test_lambda_is_chosen_on_validation_only(finished):
@@ -90,13 +97,13 @@ def test_ablations_reuse_the_lambda_of_the_method_they_ablate(finished):
     tfckd_runs = [Run("tfckd", w, 0) for w in experiment.tuned_grid("tfckd", cfg)] + \
         [Run("tfckd", lam, 1)]
     seconds = [h["seconds"] for run in tfckd_runs
-               for h in json.loads((run.folder(cfg) / "history.json").read_text())]
+               for h in json.loads((run.folder(cfg) / RunFolder.HISTORY).read_text())]
     assert experiment.status(wider)["seconds_left"] == pytest.approx(
-        2 * cfg.epochs * float(np.median(seconds)))
+        2 * cfg.train.epochs * float(np.median(seconds)))
     # with two runs side by side, the wall clock left is about half of that
     two = experiment.status(dataclasses.replace(wider, jobs=2))
     assert f"roughly {two['seconds_left'] / 2 / 3600:.1f} h of wall clock with 2 runs" in \
-        experiment.format_status(two, cfg.epochs)
+        experiment.format_status(two, cfg.train.epochs)
     # before tfckd is tuned the ablation's runs are planned with λ unknown, seed 0 included
     fresh = dataclasses.replace(wider, out=str(Path(cfg.out).parent / "not-started"))
     assert [(r["kd_weight"], r["seed"]) for r in experiment.status(fresh)["runs"]
@@ -153,8 +160,8 @@ def test_results_report_how_decisive_the_learnt_calibration_ended_up(finished):
         for stream, value in streams.items():
             per_run = []
             for r in runs:
-                history = json.loads((Path(r["folder"]) / "history.json").read_text())
-                w = torch.tensor(history[cfg.epochs - 1]["calibration"][stage][stream])
+                history = json.loads((Path(r["folder"]) / RunFolder.HISTORY).read_text())
+                w = torch.tensor(history[cfg.train.epochs - 1]["calibration"][stage][stream])
                 per_run.append(float((w.max(-1).values.log() - w.min(-1).values.log()).mean()))
             assert value == pytest.approx(float(np.mean(per_run)), abs=1e-6)
             assert 0 <= value <= 2 + 1e-5                       # the SemCKD ceiling
@@ -170,11 +177,11 @@ def test_results_report_how_decisive_the_learnt_calibration_ended_up(finished):
                      "rows": rows_per_run * len(runs), "runs": len(runs)}
     assert f"| {total['agree']} of {total['rows']} |" in table
     folder = Path(runs[0]["folder"])
-    distiller = load_trained_distiller(folder / "best.safetensors",
-                                       folder / "best.extras.safetensors",
+    distiller = load_trained_distiller(folder / RunFolder.BEST,
+                                       folder / RunFolder.BEST_EXTRAS,
                                        load_model(pretrained.resolve(cfg.teacher)))
     spec = distiller.student.stft(experiment.calibration_probe(cfg))
-    assert spec.shape[0] == cfg.batch_size
+    assert spec.shape[0] == cfg.train.batch_size
     weights, divergences = distiller.calibration_weights(spec), distiller.pair_divergences(spec)
     for stage, streams in per_run[0]["by_stage"].items():
         for stream, rows in streams.items():
@@ -210,17 +217,18 @@ def test_report_files_and_command(finished):
     args = build_parser().parse_args(shlex.split(results["command"])[3:])
     assert (args.epochs, tuple(args.seeds), tuple(args.kd_weights), tuple(args.methods),
             tuple(args.remix_snr), args.grid_extensions) == \
-        (cfg.epochs, cfg.seeds, cfg.kd_weights, cfg.methods, cfg.remix_snr, cfg.grid_extensions)
+        (cfg.train.epochs, cfg.seeds, cfg.kd_weights, cfg.methods, tuple(cfg.train.remix_snr),
+         cfg.grid_extensions)
 
 
 def test_a_second_call_resumes_without_retraining(finished):
     cfg, results = finished
-    stamps = {r["folder"]: (Path(r["folder"]) / "best.safetensors").stat().st_mtime_ns
+    stamps = {r["folder"]: (Path(r["folder"]) / RunFolder.BEST).stat().st_mtime_ns
               for r in results["runs"]}
     again = experiment.reproduce(cfg, progress=False)
     assert again["methods"] == results["methods"]
     for folder, stamp in stamps.items():
-        assert (Path(folder) / "best.safetensors").stat().st_mtime_ns == stamp
+        assert (Path(folder) / RunFolder.BEST).stat().st_mtime_ns == stamp
 
 
 def shipping_into(folder, monkeypatch):
@@ -228,7 +236,7 @@ def shipping_into(folder, monkeypatch):
     for suffix in (".safetensors", ".json"):       # the teacher the students name
         shutil.copy(pretrained.PRETRAINED_DIR / f"lite-teacher{suffix}", folder)
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", folder)
-    monkeypatch.setattr(experiment, "RESULTS_DIR", folder / "results")
+    monkeypatch.setattr(experiment.report, "RESULTS_DIR", folder / "results")
 
 
 def test_ship_exports_students_with_a_loadable_distiller(finished, tmp_path, monkeypatch):
@@ -243,17 +251,17 @@ def test_ship_exports_students_with_a_loadable_distiller(finished, tmp_path, mon
     distiller = pretrained.load_distiller("lite-student-tfckd")
     assert distiller.name == "tfckd" and distiller.kd_weight == results["methods"]["tfckd"]["kd_weight"]
     best_run = Run("tfckd", distiller.kd_weight, results["methods"]["tfckd"]["best_seed"])
-    trained = load_model(best_run.folder(cfg) / "best.safetensors")
+    trained = load_model(best_run.folder(cfg) / RunFolder.BEST)
     for a, b in zip(distiller.student.parameters(), trained.parameters()):
         assert torch.equal(a, b)
-    noisy = torch.randn(cfg.batch_size, 2, distiller.frames, 257)
+    noisy = torch.randn(cfg.train.batch_size, 2, distiller.frames, 257)
     weights = distiller.calibration_weights(noisy)
     row_sums = weights["encoder"]["time"].sum(-1)
     torch.testing.assert_close(row_sums, torch.ones_like(row_sums))
     with pytest.raises(KeyError, match="no distiller extras"):
         pretrained.load_distiller("lite-teacher")
     # a method outside SHIPPED_EXTRAS ships its student alone
-    monkeypatch.setattr(experiment, "SHIPPED_EXTRAS", ())
+    monkeypatch.setattr(experiment.report, "SHIPPED_EXTRAS", ())
     experiment.ship(results, progress=False)
     load_model(pretrained.resolve("lite-student-tfckd"))
     with pytest.raises(KeyError, match="no distiller extras"):
@@ -304,7 +312,7 @@ def test_distiller_extras_round_trip_and_refusals(tmp_path):
 
 def _fake_tuning(monkeypatch, scores: dict, finished: set):
     """Validation PESQ-WB per λ from ``scores``; runs of the λ in ``finished`` count as done."""
-    monkeypatch.setattr(experiment, "validation_score", lambda run, cfg: scores[run.kd_weight])
+    monkeypatch.setattr(experiment.plan, "validation_score", lambda run, cfg: scores[run.kd_weight])
     monkeypatch.setattr(Run, "finished", lambda run, cfg: run.kd_weight in finished)
 
 
@@ -343,7 +351,7 @@ def test_the_plan_adds_the_seeds_of_each_method_whose_lambda_is_settled(monkeypa
                       seeds=(0, 1, 2), kd_weights=(1.0, 10.0, 100.0), grid_extensions=2)
     scores = {1: 0, 10: 2, 100: 1}
     _fake_tuning(monkeypatch, scores, finished={1, 10, 100})       # every grid λ has finished
-    monkeypatch.setattr(experiment, "tuning_scores",              # ... but tfckd is still tuning
+    monkeypatch.setattr(experiment.plan, "tuning_scores",              # ... but tfckd is still tuning
                         lambda m, c: None if m == "tfckd" else scores)
     plan = experiment.planned_runs(cfg)
     assert plan[:len(experiment.tuning_runs(cfg))] == experiment.tuning_runs(cfg)  # tuning first
@@ -355,7 +363,7 @@ def test_the_plan_adds_the_seeds_of_each_method_whose_lambda_is_settled(monkeypa
         [(1.0, 0), (10.0, 0), (100.0, 0), (10.0, 1), (10.0, 2)]
     assert [(r["kd_weight"], r["seed"]) for r in rows if r["method"] == "tfckd-uniform"] == \
         [(None, 0), (None, 1), (None, 2)]
-    monkeypatch.setattr(experiment, "tuning_scores", lambda m, c: scores)
+    monkeypatch.setattr(experiment.plan, "tuning_scores", lambda m, c: scores)
     later = experiment.planned_runs(cfg)[len(experiment.tuning_runs(cfg)):]
     assert Run("tfckd", 10.0, 1) in later and Run("tfckd-uniform", 10.0, 0) in later
     assert experiment.settled_kd_weight("tfckd-uniform", cfg) == 10.0    # tfckd's λ
@@ -388,8 +396,8 @@ class _FakeTraining:
                 if self.returncode is None:
                     fake.running -= 1
                     if out.name not in fake.unfinished:
-                        (out / "history.json").write_text(
-                            json.dumps([{"seconds": fake.seconds}] * fake.cfg.epochs))
+                        (out / RunFolder.HISTORY).write_text(
+                            json.dumps([{"seconds": fake.seconds}] * fake.cfg.train.epochs))
                     self.returncode = 0
                 return 0
 
@@ -405,8 +413,8 @@ class _FakeTraining:
 def test_parallel_training_starts_runs_as_the_plan_grows(monkeypatch, tmp_path):
     cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1, 2), jobs=2)
     fake = _FakeTraining(cfg)
-    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
-    monkeypatch.setattr(experiment.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(experiment.runner.subprocess, "Popen", fake)
+    monkeypatch.setattr(experiment.runner.time, "sleep", lambda seconds: None)
     first, second, third = (Run("none", None, s) for s in cfg.seeds)
     # the third run only becomes possible once the first has finished
     experiment.train_runs(lambda: [first, second] + ([third] if first.finished(cfg) else []),
@@ -416,7 +424,7 @@ def test_parallel_training_starts_runs_as_the_plan_grows(monkeypatch, tmp_path):
     # a run that exits without finishing its epochs is an error, not a run to start again
     again = tiny_config(tmp_path, tmp_path / "again", methods=("none",), jobs=2)
     stuck = _FakeTraining(again, unfinished={"seed-0"})
-    monkeypatch.setattr(experiment.subprocess, "Popen", stuck)
+    monkeypatch.setattr(experiment.runner.subprocess, "Popen", stuck)
     with pytest.raises(RuntimeError, match="without finishing"):
         experiment.train_runs([Run("none", None, 0)], again, progress=False)
     assert len(stuck.started) == 1
@@ -425,29 +433,29 @@ def test_parallel_training_starts_runs_as_the_plan_grows(monkeypatch, tmp_path):
 def test_a_deadline_starts_only_runs_that_fit_and_the_rest_resumes(monkeypatch, tmp_path):
     cfg = tiny_config(tmp_path, tmp_path, methods=("none", "tfckd"), seeds=(0, 1, 2), jobs=2)
     fake = _FakeTraining(cfg, seconds=100.0)
-    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
-    monkeypatch.setattr(experiment.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(experiment.runner.subprocess, "Popen", fake)
+    monkeypatch.setattr(experiment.runner.time, "sleep", lambda seconds: None)
     none = [Run("none", None, s) for s in cfg.seeds]
     tfckd = Run("tfckd", 1.0, 0)
     # nothing timed yet: the first run starts whatever the deadline
     assert experiment.run_seconds(none[0], cfg, experiment.epoch_times(cfg)) is None
     assert experiment.train_runs([none[0]], cfg, progress=False,
-                                 deadline=experiment.time.time() + 1)
+                                 deadline=experiment.runner.time.time() + 1)
     assert fake.started == [none[0].folder(cfg)]
     # none is timed at 100 s an epoch; untimed tfckd at 5.5 x that: 550 s do not fit in 300 s,
     # so it is skipped and the 'none' seeds after it in the plan fill the budget instead
     times = experiment.epoch_times(cfg)
-    assert times == {"none": [100.0] * cfg.epochs}
-    assert experiment.run_seconds(tfckd, cfg, times) == pytest.approx(550.0 * cfg.epochs)
+    assert times == {"none": [100.0] * cfg.train.epochs}
+    assert experiment.run_seconds(tfckd, cfg, times) == pytest.approx(550.0 * cfg.train.epochs)
     assert experiment.run_seconds(none[0], cfg, times) == 0.0          # finished
     plan = [tfckd, none[1], none[2]]
     assert not experiment.train_runs(plan, cfg, progress=False,
-                                     deadline=experiment.time.time() + 300)
+                                     deadline=experiment.runner.time.time() + 300)
     assert fake.started[1:] == [none[1].folder(cfg), none[2].folder(cfg)]
     assert not tfckd.finished(cfg)
     # only finished runs may be committed (a history without its resume state is refused)
     tfckd.folder(cfg).mkdir(parents=True)
-    (tfckd.folder(cfg) / "history.json").write_text("[]")
+    (tfckd.folder(cfg) / RunFolder.HISTORY).write_text("[]")
     assert experiment.finished_files(cfg) == [r.folder(cfg) for r in none]
     (Path(cfg.out) / "teacher.test.json").write_text("{}")     # the teacher's cached scores
     assert experiment.finished_files(cfg) == [Path(cfg.out, "teacher.test.json")] + [
@@ -467,8 +475,8 @@ def test_a_stopped_experiment_returns_no_results_and_says_how_to_resume(mini, tm
         experiment.reproduce(cfg, progress=False, hours=0)
     first = Run("none", None, 0).folder(cfg)
     first.mkdir(parents=True)          # one epoch timed at an hour: seed 1 cannot fit
-    (first / "history.json").write_text(json.dumps([{"seconds": 3600.0}]))
-    save_model(first / "best.safetensors", build_model("lite-student"), metrics={"pesq_wb": 1.5})
+    (first / RunFolder.HISTORY).write_text(json.dumps([{"seconds": 3600.0}]))
+    save_model(first / RunFolder.BEST, build_model("lite-student"), metrics={"pesq_wb": 1.5})
     args = build_parser().parse_args(["reproduce", "--data", str(mini), "--out", cfg.out,
                                       "--methods", "none", "--seeds", "0", "1", "--epochs", "2",
                                       "--kd-weights", "1", "--hours", "0.5"])
@@ -496,9 +504,9 @@ def test_stop_after_stops_the_runs_in_progress_and_the_same_call_resumes(monkeyp
                                                                           jobs):
     cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1), jobs=jobs)
     fake = _FakeTraining(cfg, polls=10)
-    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
+    monkeypatch.setattr(experiment.runner.subprocess, "Popen", fake)
     clock = _FakeClock()
-    monkeypatch.setattr(experiment, "time", clock)
+    monkeypatch.setattr(experiment.runner, "time", clock)
     runs = [Run("none", None, s) for s in cfg.seeds]
     # runs start whatever their estimate (even with jobs=1, as processes that can be stopped)
     # and are stopped at the instant, unfinished; the call says so
@@ -554,23 +562,23 @@ def test_stage_commits_finished_runs_and_the_resume_files_of_runs_in_progress(mo
     def make_run(method, lam, epochs, state=True):
         folder = Run(method, lam, 0).folder(cfg)
         folder.mkdir(parents=True)
-        for name in ("best.safetensors", "best.json", "best.extras.safetensors", "train.log",
-                     ".train.lock"):
+        for name in (RunFolder.BEST, RunFolder.BEST_DESCRIPTION, RunFolder.BEST_EXTRAS,
+                     RunFolder.LOG, RunFolder.LOCK):
             (folder / name).write_text(name)
-        (folder / "history.json").write_text(json.dumps([{"seconds": 1.0}] * epochs))
+        (folder / RunFolder.HISTORY).write_text(json.dumps([{"seconds": 1.0}] * epochs))
         if state:
-            (folder / "last.state.safetensors").write_text("state")
+            (folder / RunFolder.STATE).write_text("state")
         return folder
 
     done = make_run("none", None, 2)
     tfckd = make_run("tfckd", 1.0, 1)               # its distiller ships: extras kept
     intra = make_run("tfckd-intra", 1.0, 1)          # its extras are never committed
     orphan = make_run("output", 1.0, 1, state=False)  # nothing to resume it from
-    progress = [str(tfckd / name) for name in ("last.state.safetensors", "best.safetensors",
-                                               "best.json", "history.json",
-                                               "best.extras.safetensors")]
-    progress += [str(intra / name) for name in ("last.state.safetensors", "best.safetensors",
-                                                "best.json", "history.json")]
+    progress = [str(tfckd / name) for name in (RunFolder.STATE, RunFolder.BEST,
+                                               RunFolder.BEST_DESCRIPTION, RunFolder.HISTORY,
+                                               RunFolder.BEST_EXTRAS)]
+    progress += [str(intra / name) for name in (RunFolder.STATE, RunFolder.BEST,
+                                                RunFolder.BEST_DESCRIPTION, RunFolder.HISTORY)]
     assert sorted(map(str, experiment.in_progress_files(cfg))) == sorted(progress)
 
     # in the middle of a session: the finished runs only
@@ -578,28 +586,28 @@ def test_stage_commits_finished_runs_and_the_resume_files_of_runs_in_progress(mo
     assert staged["in_progress"] == [] and staged["untracked"] == []
     assert set(_git(repo, "diff", "--cached", "--name-only").split()) == \
         {"exp/experiment.json", *(str(done / n) for n in
-                                  ("best.safetensors", "best.json", "history.json"))}
+                                  (RunFolder.BEST, RunFolder.BEST_DESCRIPTION, RunFolder.HISTORY))}
     staged = experiment.stage(cfg)
     assert staged["untracked"] == [] and sorted(staged["in_progress"]) == sorted(progress)
     index = set(_git(repo, "diff", "--cached", "--name-only").split())
-    assert index == {"exp/experiment.json", *(str(done / n) for n in
-                     ("best.safetensors", "best.json", "history.json"))} | set(progress)
+    assert index == {"exp/experiment.json", *(str(done / n) for n in (
+        RunFolder.BEST, RunFolder.BEST_DESCRIPTION, RunFolder.HISTORY))} | set(progress)
     assert not any(str(orphan) in path for path in index)
     _git(repo, "commit", "-q", "-m", "session 1")
 
     # next session: the tfckd run finishes; its state leaves git, its outputs are updated
-    (tfckd / "history.json").write_text(json.dumps([{"seconds": 1.0}] * 2))
-    (tfckd / "last.state.safetensors").write_text("state after the last epoch")
+    (tfckd / RunFolder.HISTORY).write_text(json.dumps([{"seconds": 1.0}] * 2))
+    (tfckd / RunFolder.STATE).write_text("state after the last epoch")
     staged = experiment.stage(cfg)
-    assert staged["untracked"] == [str(tfckd / "last.state.safetensors")]
+    assert staged["untracked"] == [str(tfckd / RunFolder.STATE)]
     tracked = set(_git(repo, "ls-files").split())
-    assert str(tfckd / "last.state.safetensors") not in tracked
-    assert str(intra / "last.state.safetensors") in tracked
-    assert {str(tfckd / "history.json"), str(tfckd / "best.extras.safetensors")} <= tracked
-    assert (tfckd / "last.state.safetensors").is_file()       # only untracked, not deleted
+    assert str(tfckd / RunFolder.STATE) not in tracked
+    assert str(intra / RunFolder.STATE) in tracked
+    assert {str(tfckd / RunFolder.HISTORY), str(tfckd / RunFolder.BEST_EXTRAS)} <= tracked
+    assert (tfckd / RunFolder.STATE).is_file()       # only untracked, not deleted
     status = _git(repo, "status", "--porcelain", "--", str(tfckd)).splitlines()
-    assert sorted(status) == [f"D  {tfckd / 'last.state.safetensors'}",
-                              f"M  {tfckd / 'history.json'}"]
+    assert sorted(status) == [f"D  {tfckd / RunFolder.STATE}",
+                              f"M  {tfckd / RunFolder.HISTORY}"]
 
     monkeypatch.chdir(tmp_path)                 # outside a checkout: a clear error
     with pytest.raises(RuntimeError, match="git rev-parse"):
@@ -632,14 +640,14 @@ def test_sigterm_stops_the_training_processes_too(monkeypatch, tmp_path):
 
     cfg = tiny_config(tmp_path, tmp_path, methods=("none",), seeds=(0, 1), jobs=2)
     fake = _FakeTraining(cfg, polls=10)
-    monkeypatch.setattr(experiment.subprocess, "Popen", fake)
+    monkeypatch.setattr(experiment.runner.subprocess, "Popen", fake)
     ticks = []
 
     def sleep(seconds):                 # `kill <pid>` arrives while both runs train
         ticks.append(seconds)
         if len(ticks) == 2:
             os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(experiment.time, "sleep", sleep)
+    monkeypatch.setattr(experiment.runner.time, "sleep", sleep)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit, match="run the same command again"):
         experiment.train_runs([Run("none", None, s) for s in cfg.seeds], cfg, progress=False)
@@ -664,7 +672,7 @@ def test_config_errors(overrides, message, tmp_path):
 def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeypatch, tmp_path):
     cfg, _ = finished
     stored = json.loads((Path(cfg.out) / "experiment.json").read_text())
-    assert stored["config"]["epochs"] == cfg.epochs and len(stored["teacher_sha256"]) == 64
+    assert stored["config"]["epochs"] == cfg.train.epochs and len(stored["teacher_sha256"]) == 64
     experiment.check_experiment_folder(dataclasses.replace(cfg, jobs=2))   # free setting
     # a folder started before a setting existed: the missing setting compares as its default
     record = Path(cfg.out) / "experiment.json"
@@ -688,7 +696,7 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
     finally:
         record.write_text(json.dumps(stored))
     with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 1 -> 2"):
-        experiment.reproduce(dataclasses.replace(cfg, epochs=2), progress=False)
+        experiment.reproduce(cfg.with_training(epochs=2), progress=False)
     # the data is rebuilt on each machine: a set built differently is refused
     assert stored["data_manifest_sha256"] == manifest_sha256(cfg.data)
     record.write_text(json.dumps({**stored, "data_manifest_sha256": "0" * 64}))
@@ -700,7 +708,7 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
     other = tmp_path / "other-teacher.safetensors"
     torch.manual_seed(3)
     save_model(other, build_model("lite-teacher"), preset="lite-teacher")
-    monkeypatch.setattr(experiment, "_teacher_file", lambda cfg: other)
+    monkeypatch.setattr(ExperimentConfig, "teacher_file", lambda cfg: other)
     with pytest.raises(experiment.ExperimentMismatchError, match="another version of the teacher"):
         experiment.check_experiment_folder(cfg)
 
@@ -729,14 +737,14 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     for row in done["runs"]:
         run = Run(row["method"], row["kd_weight"], row["seed"])
         assert row["valid_pesq_wb"] == experiment.validation_score(run, cfg)
-        assert f"{row['valid_pesq_wb']:.3f}" in experiment.format_status(done, cfg.epochs)
+        assert f"{row['valid_pesq_wb']:.3f}" in experiment.format_status(done, cfg.train.epochs)
     fresh = tiny_config(cfg.data, tmp_path / "fresh")
     empty = experiment.status(fresh)
     assert (empty["done"], empty["total"], empty["seconds_left"]) == (0, 5, None)
     assert empty["untimed"] == ["none", "tfckd"]
     assert all(r["valid_pesq_wb"] is None for r in empty["runs"])
     assert [r["kd_weight"] for r in empty["runs"] if r["method"] == "tfckd"] == [1.0, 10.0, None]
-    text = experiment.format_status(empty, fresh.epochs)
+    text = experiment.format_status(empty, fresh.train.epochs)
     assert "0 of 5 runs finished" in text and "unknown" in text
     args = build_parser().parse_args(["reproduce", "--data", str(cfg.data), "--out", str(cfg.out),
                                       "--methods", "none", "tfckd", "--seeds", "0", "1",
@@ -750,17 +758,17 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     # (tfckd is tuned, so its later seed is planned with its λ, and finished)
     def median_epoch_seconds(method):                     # over every run of the method
         return float(np.median([h["seconds"] for file in
-                                Path(cfg.out, "runs", method).rglob("history.json")
+                                Path(cfg.out, "runs", method).rglob(RunFolder.HISTORY)
                                 for h in json.loads(file.read_text())]))
     fastest = min(median_epoch_seconds("none"), median_epoch_seconds("tfckd"))
     assert report["untimed"] == ["output"]
     output_runs = [r for r in report["runs"] if r["method"] == "output"]
     assert len(output_runs) == 3                          # λ 1 and 10 on seed 0, seed 1
     assert report["seconds_left"] == pytest.approx(
-        cfg.epochs * 3 * fastest * experiment.UNTIMED_FACTOR)
+        cfg.train.epochs * 3 * fastest * experiment.UNTIMED_FACTOR)
     assert report["done"] == 2 + 3 + 1 and report["total"] == 2 + 3 + 1 + 3
     assert "counted at 5.5 x the fastest measured method's epoch time: output" in \
-        experiment.format_status(report, cfg.epochs)
+        experiment.format_status(report, cfg.train.epochs)
 
 
 def _clip_records(scores: dict[str, list[float]]) -> list[dict]:
@@ -838,7 +846,7 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     paired = results["paired"]
     assert paired["reference"] == "tfckd" and list(paired["methods"]) == ["none"]
     # recomputed from the runs' cached per-clip test scores
-    records = {m: [json.loads((Path(r["folder"]) / "test.json").read_text())["records"]
+    records = {m: [json.loads((Path(r["folder"]) / RunFolder.TEST_SCORES).read_text())["records"]
                    for r in results["runs"] if r["method"] == m] for m in ("tfckd", "none")}
     test = open_corpus(cfg.data, "test")
     noise = {test.info(i)["name"]: test.info(i)["noise"] for i in range(len(test))}
@@ -864,3 +872,62 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     fig, axes = experiment.plot_paired(paired)
     assert len(axes) == 2 and [t.get_text() for t in axes[0].get_yticklabels()] == ["none"]
     plt.close(fig)
+
+
+def _makefile_reproduce_config() -> ExperimentConfig:
+    """The configuration of ``make reproduce`` (its REPRODUCE_ARGS, parsed by the CLI)."""
+    import re
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    argv = shlex.split(re.search(r"REPRODUCE_ARGS := (.*)", makefile).group(1))
+    return config_from_args(build_parser().parse_args(["reproduce", *argv]))
+
+
+def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatch, tmp_path):
+    """``experiments/distillation-small/experiment.json`` was written when the experiment
+    config restated the training fields; the config that holds a TrainConfig still accepts it
+    (and leaves it as it is), and still refuses another budget."""
+    committed = Path(__file__).resolve().parents[1] / "experiments" / "distillation-small"
+    if not (committed / experiment.RECORD_FILE).is_file():
+        pytest.skip("no committed experiment folder")
+    cfg = _makefile_reproduce_config()
+    assert cfg.train == experiment.default_training() and cfg.jobs == 2
+    stored = json.loads((committed / experiment.RECORD_FILE).read_text())
+    assert ExperimentConfig.from_dict(stored["config"]) == dataclasses.replace(cfg, jobs=1)
+    # the same relative folder, outside the repository; the data set is not built here, so its
+    # manifest hash is the recorded one (what `make data` rebuilds bit for bit)
+    monkeypatch.chdir(tmp_path)
+    record = Path(cfg.out) / experiment.RECORD_FILE
+    record.parent.mkdir(parents=True)
+    record.write_bytes((committed / experiment.RECORD_FILE).read_bytes())
+    monkeypatch.setattr(experiment.folder, "manifest_sha256",
+                        lambda root: stored["data_manifest_sha256"])
+    assert experiment.check_experiment_folder(cfg) == stored
+    assert record.read_bytes() == (committed / experiment.RECORD_FILE).read_bytes()
+    with pytest.raises(experiment.ExperimentMismatchError, match="weight_decay: 0.0 -> 0.1"):
+        experiment.check_experiment_folder(cfg.with_training(weight_decay=0.1))
+    with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 6 -> 7"):
+        experiment.check_experiment_folder(cfg.with_training(epochs=7))
+
+
+def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path / "out", remix_snr=(0.0, 20.0), checkpoint_every=7,
+                      grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors")
+    argv = shlex.split(experiment.reproduce_command(cfg))[3:]
+    assert config_from_args(build_parser().parse_args(argv)) == cfg
+    # every validation clip: None, where the experiment's default is 100
+    every = cfg.with_training(valid_clips=None)
+    argv = shlex.split(experiment.reproduce_command(every))[3:]
+    assert "--valid-clips none" in shlex.join(argv)
+    assert config_from_args(build_parser().parse_args(argv)) == every
+    # each run trains with the experiment's budget and its own seed, in process or not
+    run = Run("output", 10.0, 1)
+    args = build_parser().parse_args(run.argv(cfg))
+    assert train_config_from_args(args) == run.train_config(cfg) == TrainConfig(
+        **{**dataclasses.asdict(cfg.train), "seed": 1})
+    assert (args.teacher, args.kd_weight, args.out) == ("t.safetensors", 10.0,
+                                                        str(run.folder(cfg)))
+    with pytest.raises(ValueError, match="set per run"):
+        cfg.with_training(seed=3)
+    with pytest.raises(ValueError, match="unknown experiment setting"):
+        ExperimentConfig.from_dict({**cfg.to_dict(), "epochz": 1})

@@ -124,20 +124,20 @@ def test_the_committed_experiment_folder_keeps_what_a_fresh_clone_resumes_from()
     states and logs are not, and distiller extras only for the methods whose distiller ships."""
     from tfckd_lite import experiment
     from tfckd_lite.distill import METHODS
+    from tfckd_lite.run_folder import RunFolder as R
 
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     makefile = (ROOT / "Makefile").read_text()
     folder = re.search(r"REPRODUCE_ARGS := .*--out (\S+)", makefile).group(1)
     run = f"{folder}/runs/{{}}/lam-1/seed-0/{{}}"
-    paths = {run.format(m, f): (f in ("best.safetensors", "history.json", "test.json")
-                                or (f == "best.extras.safetensors"
-                                    and m in experiment.SHIPPED_EXTRAS))
-             for m in METHODS for f in ("best.safetensors", "history.json", "test.json",
-                                        "best.extras.safetensors", "last.state.safetensors",
-                                        "train.log", ".train.lock")}
+    paths = {run.format(m, f): (f in (R.BEST, R.HISTORY, R.TEST_SCORES)
+                                or (f == R.BEST_EXTRAS and m in experiment.SHIPPED_EXTRAS))
+             for m in METHODS for f in (R.BEST, R.HISTORY, R.TEST_SCORES, R.BEST_EXTRAS,
+                                        R.STATE, R.LOG, R.LOCK)}
     # the teacher's cached test scores are kept; the report is not (--ship copies it)
-    paths.update({f"{folder}/teacher.test.json": True, f"{folder}/results.json": False,
+    paths.update({f"{folder}/{experiment.TEACHER_SCORES_FILE}": True,
+                  f"{folder}/results.json": False,
                   f"{folder}/results.md": False, f"{folder}/results.png": False})
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT,
                              capture_output=True, text=True).stdout.split()

@@ -7,10 +7,10 @@ from safetensors.torch import save_file
 import torch
 
 from tfckd_lite.checkpoint import load_model, read_model_description
-from tfckd_lite.data import open_corpus
+from tfckd_lite.data import manifest_sha256, open_corpus
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
-from tfckd_lite.train import (STATE_FILE, SupervisedTask, TrainConfig, fit, learning_rate,
-                              manifest_sha256)
+from tfckd_lite.run_folder import RunFolder
+from tfckd_lite.train import SupervisedTask, TrainConfig, fit, learning_rate
 
 TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
 
@@ -54,7 +54,7 @@ def test_fit_writes_best_model_history_and_state(tmp_path, splits):
     description = read_model_description(result.best_path)
     assert description["preset"] == "tiny"
     assert description["metrics"]["epoch"] == result.best_metrics["epoch"]
-    assert json.loads((tmp_path / "history.json").read_text()) == result.history
+    assert RunFolder(tmp_path).history() == result.history
 
 
 def test_training_reduces_the_loss_on_a_fixed_batch(splits):
@@ -98,7 +98,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, splits, kill_at_s
 def straight_model_params(run_dir):
     from tfckd_lite.checkpoint import STATE_FORMAT, _read
 
-    tensors, _ = _read(run_dir / "last.state.safetensors", STATE_FORMAT)
+    tensors, _ = _read(RunFolder(run_dir).state, STATE_FORMAT)
     model = DPDCRN(TINY)
     model.load_state_dict({k[len("module.model."):]: v for k, v in tensors.items()
                            if k.startswith("module.model.")})
@@ -113,7 +113,7 @@ def test_a_state_from_before_a_config_field_existed_still_resumes(tmp_path, spli
     task = _task()
     with pytest.raises(kill_at_step(task, 5)):                  # killed in the second epoch
         fit(task, train_set, valid_set, tmp_path, _config(), progress=False, valid_workers=1)
-    state = tmp_path / STATE_FILE
+    state = RunFolder(tmp_path).state
     with safe_open(state, "pt") as f:
         metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     description = json.loads(metadata["description"])
@@ -139,8 +139,9 @@ def test_a_fresh_start_never_mixes_with_an_earlier_run(tmp_path, splits):
     train_set, valid_set = splits
     first = fit(_task(), train_set, valid_set, tmp_path, _config(epochs=1), progress=False,
                 valid_workers=1)
-    (tmp_path / "last.state.safetensors").unlink()            # e.g. deleted to save space
-    (tmp_path / "best.extras.safetensors").write_bytes(b"a distiller's leftovers")
+    run = RunFolder(tmp_path)
+    run.state.unlink()                                        # e.g. deleted to save space
+    run.best_extras.write_bytes(b"a distiller's leftovers")
     kept = first.best_path.read_bytes()
     with pytest.raises(ValueError, match="no training state to resume"):
         fit(_task(), train_set, valid_set, tmp_path, _config(epochs=2), progress=False,
@@ -149,20 +150,19 @@ def test_a_fresh_start_never_mixes_with_an_earlier_run(tmp_path, splits):
     again = fit(_task(), train_set, valid_set, tmp_path, _config(epochs=2), progress=False,
                 valid_workers=1, resume=False)
     assert len(again.history) == 2
-    assert not (tmp_path / "best.extras.safetensors").exists()
-    assert json.loads((tmp_path / "history.json").read_text()) == again.history
+    assert not run.best_extras.exists()
+    assert run.history() == again.history
 
 
 def test_a_second_trainer_in_the_same_folder_is_refused(tmp_path, splits):
-    from tfckd_lite.audio import FolderBusyError, folder_lock
-    from tfckd_lite.train import LOCK_FILE
+    from tfckd_lite.files import FolderBusyError, folder_lock
 
-    with folder_lock(tmp_path, LOCK_FILE):            # another process training here
+    with folder_lock(tmp_path, RunFolder.LOCK):       # another process training here
         with pytest.raises(FolderBusyError, match="another process is working in"):
             fit(_task(), *splits, tmp_path, _config(epochs=1), progress=False, valid_workers=1)
-    assert not (tmp_path / STATE_FILE).exists()       # it touched nothing
+    assert not RunFolder(tmp_path).state.exists()     # it touched nothing
     fit(_task(), *splits, tmp_path, _config(epochs=1), progress=False, valid_workers=1)
-    assert (tmp_path / STATE_FILE).exists()           # the lock is released after each fit
+    assert RunFolder(tmp_path).state.exists()         # the lock is released after each fit
 
 
 def test_non_finite_loss_stops_training(tmp_path, splits):

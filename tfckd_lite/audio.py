@@ -26,11 +26,7 @@ file or the whole file, never half of one.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
-import os
-import tempfile
 import warnings
 import wave
 from dataclasses import dataclass
@@ -38,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write_bytes, sha256_bytes
 from .stft import SAMPLE_RATE  # one source of truth: the STFT front-end
 
 __all__ = ["AudioError", "ResampleWarning", "AudioInfo", "audio_info", "read_audio", "resample",
-           "to_pcm16", "wav_bytes", "write_wav", "atomic_write_bytes", "folder_lock",
-           "FolderBusyError", "sha256_file", "sha256_bytes"]
+           "to_pcm16", "wav_bytes", "write_wav"]
 
 
 class AudioError(ValueError):
@@ -59,8 +55,6 @@ class ResampleWarning(UserWarning):
 
 
 _ANNOUNCED_RATES: set[tuple[int, int]] = set()
-_UMASK = os.umask(0o022)          # read the process umask (only possible by setting it) ...
-os.umask(_UMASK)                  # ... and put it back at once
 
 
 @dataclass(frozen=True)
@@ -229,63 +223,6 @@ def wav_bytes(samples, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buffer.getvalue()
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
-
-    Notebook: 01_signals_and_data.ipynb
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):        # mkstemp makes 0600 files; give the usual permissions
-            os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-class FolderBusyError(RuntimeError):
-    """Another process holds the lock of a folder (see :func:`folder_lock`)."""
-
-
-@contextlib.contextmanager
-def folder_lock(folder, name: str, wait: bool = True):
-    """Hold an advisory lock on ``folder`` (the file ``folder/name``) for the ``with`` block.
-
-    Notebook: 01_signals_and_data.ipynb
-
-    For work that two processes must not do at once in one folder (building a dataset, training
-    a run). ``wait=False`` raises :class:`FolderBusyError` at once instead of waiting. The lock
-    is the kernel's (``flock``), so it is released when its process dies, even by ``kill -9``.
-    Without ``fcntl`` (Windows) it does nothing.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(folder / name, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise FolderBusyError(f"another process is working in {folder} (it holds "
-                                  f"{folder / name}); wait for it or stop it first") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def write_wav(path, samples, sample_rate: int = SAMPLE_RATE) -> str:
     """Write a 16-bit PCM WAV atomically; returns the SHA-256 of the bytes written.
 
@@ -294,23 +231,3 @@ def write_wav(path, samples, sample_rate: int = SAMPLE_RATE) -> str:
     data = wav_bytes(samples, sample_rate)
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of ``data``.
-
-    Notebook: 01_signals_and_data.ipynb
-    """
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's contents.
-
-    Notebook: 01_signals_and_data.ipynb
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -28,8 +28,8 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "the reduced offline dataset and how much recorded speech it draws on, SNR by "
                   "hand, PESQ/STOI/ESTOI/SI-SDR of the noisy input", "9 s"),
     NotebookEntry("02_dpdcrn.ipynb", "DPDCRN",
-                  "the network block by block, taps, receptive field and causality, parameters "
-                  "and FLOPs of teacher and student", "7 s"),
+                  "the network block by block, taps, receptive field and causality, long "
+                  "recordings in chunks, parameters and FLOPs of teacher and student", "7 s"),
     NotebookEntry("03_training.ipynb", "Training",
                   "the SE loss, the training engine, exact resume from atomic checkpoints, "
                   "on-the-fly remixing, the shipped lite teacher and student baseline and where "

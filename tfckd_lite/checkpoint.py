@@ -34,9 +34,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from . import __version__
-from .audio import atomic_write_bytes
+from .files import atomic_write_bytes
 from .models import DPDCRN, DPDCRNConfig
-from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, num_frames
+from .stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, segment_frames
 
 MODEL_FORMAT = "tfckd_lite.model"
 STATE_FORMAT = "tfckd_lite.training_state"
@@ -236,7 +236,7 @@ def load_trained_distiller(student_file: str | os.PathLike, extras_file: str | o
         raise CheckpointError(f"{student_file} is not a distilled student (its description "
                               "names no distillation method or training run)")
     train = info["train_config"]
-    frames = num_frames(round(train["segment_seconds"] * SAMPLE_RATE))
+    frames = segment_frames(train["segment_seconds"])
     distiller = build_distiller(info["method"], teacher, student, train["batch_size"], frames,
                                 se_loss=compressed_spectral_loss, kd_weight=info["kd_weight"],
                                 **info.get("method_options", {}))

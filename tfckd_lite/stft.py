@@ -28,6 +28,23 @@ def num_frames(num_samples: int, hop_length: int = HOP_LENGTH) -> int:
     return 1 + int(num_samples) // hop_length
 
 
+def segment_samples(seconds: float) -> int:
+    """Samples of a crop of ``seconds`` at :data:`SAMPLE_RATE` (rounded: 0.5 s -> 8000).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    return int(round(seconds * SAMPLE_RATE))
+
+
+def segment_frames(seconds: float) -> int:
+    """STFT frames of a crop of ``seconds`` (1 s -> 63): the frame count that training batches
+    have and that a distiller's calibration blocks are built for.
+
+    Notebook: 03_training.ipynb
+    """
+    return num_frames(segment_samples(seconds))
+
+
 class STFT(nn.Module):
     """Forward and inverse STFT as a module (ESPnet/asteroid style), holding its window as a buffer.
 

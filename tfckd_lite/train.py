@@ -31,6 +31,7 @@ Choices (the paper leaves them open, TFCKD.md section 7), and why:
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -44,11 +45,13 @@ from tqdm.auto import tqdm
 from .checkpoint import (load_training_state, save_distiller_extras, save_model,
                          save_training_state)
 from .losses import compressed_spectral_loss
+from .run_folder import RunFolder
 
-STATE_FILE = "last.state.safetensors"
-BEST_FILE = "best.safetensors"
-BEST_DESCRIPTION_FILE = "best.json"              # written by save_model next to BEST_FILE
-BEST_EXTRAS_FILE = "best.extras.safetensors"     # a distiller's calibration/fusion/adaptors
+
+def _option(default, help: str, **argparse_options):
+    """A TrainConfig field: its default, and the help (and any other argparse option, e.g.
+    ``nargs``, ``metavar``, ``choices``) of the ``train`` flag derived from it."""
+    return field(default=default, metadata={"help": help, **argparse_options})
 
 
 @dataclass
@@ -56,22 +59,31 @@ class TrainConfig:
     """Hyper-parameters of a training run (stored in the checkpoint; a resume must match).
 
     Notebook: 03_training.ipynb
+
+    Each field is also a flag of ``python -m tfckd_lite train`` (``batch_size`` ->
+    ``--batch-size``), derived by :func:`add_config_arguments` from the field's type, default
+    and ``help`` metadata; :func:`config_argv` writes a config back as those flags.
     """
 
-    epochs: int = 30
-    batch_size: int = 8
-    segment_seconds: float = 1.0
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 200
-    final_lr_ratio: float = 0.05
-    grad_clip: float = 5.0
-    seed: int = 0
-    steps_per_epoch: int | None = None      # cap on batches per epoch (None: the whole set)
-    valid_clips: int | None = None          # cap on validation utterances (None: all)
-    checkpoint_every: int = 0               # also save the state every N steps (0: epochs only)
-    device: str = "auto"                    # "auto": CUDA when present, else CPU
-    remix_snr: list[float] | None = None    # [low, high] dB: remix every crop (None: as built)
+    epochs: int = _option(30, "training epochs")
+    batch_size: int = _option(8, "crops per batch (the calibration blocks are built for it)")
+    segment_seconds: float = _option(1.0, "length of a training crop in seconds")
+    lr: float = _option(1e-3, "peak learning rate of AdamW")
+    weight_decay: float = _option(0.0, "AdamW weight decay")
+    warmup_steps: int = _option(200, "steps of linear warm-up before the cosine decay")
+    final_lr_ratio: float = _option(0.05, "learning rate at the end, as a share of the peak")
+    grad_clip: float = _option(5.0, "gradient-norm clipping threshold")
+    seed: int = _option(0, "seed of the initial weights and of the batch order")
+    steps_per_epoch: int | None = _option(None, "cap on batches per epoch (none: the whole "
+                                                "training split)")
+    valid_clips: int | None = _option(None, "cap on validation utterances per epoch (none: all)")
+    checkpoint_every: int = _option(0, "also save the resume state every N steps (0: at the "
+                                       "end of each epoch only)")
+    device: str = _option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    remix_snr: list[float] | None = _option(
+        None, "remix every training crop on the fly with another pair's noise at an SNR drawn "
+              "from [LOW, HIGH] dB (none: the pairs as built; 0 20 is the range measured in "
+              "the README)", nargs=2, metavar=("LOW", "HIGH"))
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.segment_seconds <= 0 or self.lr <= 0:
@@ -82,10 +94,127 @@ class TrainConfig:
         # a list, so that the config compares equal to itself after a JSON round trip (resume)
         self.remix_snr = None if checked is None else list(checked)
 
+    @property
+    def segment_frames(self) -> int:
+        """STFT frames of a training crop (1 s -> 63): the fixed frame count of every batch,
+        for which a distiller's calibration blocks are built."""
+        from .stft import segment_frames
+
+        return segment_frames(self.segment_seconds)
+
 
 #: TrainConfig's field defaults, for comparing with states written before a field existed
 _FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
                    if f.default is not MISSING and f.name != "device"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _flag_kind(name: str) -> tuple[type, bool, bool]:
+    """The element type of TrainConfig field ``name``, whether it holds a list of them and
+    whether it may be ``None`` (``int | None`` -> ``(int, False, True)``)."""
+    import types
+    import typing
+
+    hint = typing.get_type_hints(TrainConfig)[name]
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        optional = type(None) in typing.get_args(hint)
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True, optional
+    return hint, False, optional
+
+
+def _none_or(kind: type):
+    """An argparse type for an optional field: ``none`` gives None, anything else ``kind``."""
+    def convert(text: str):
+        return None if text.lower() == "none" else kind(text)
+    convert.__name__ = kind.__name__          # argparse names it in "invalid int value"
+    return convert
+
+
+def add_config_arguments(parser, defaults: TrainConfig | None = None,
+                         exclude: tuple[str, ...] = ()) -> None:
+    """Add one flag per :class:`TrainConfig` field to an argparse ``parser`` (or group).
+
+    Notebook: 03_training.ipynb
+
+    ``--batch-size`` for ``batch_size``: the type comes from the field's annotation (a list
+    field takes several values), the help and any other argparse option from its metadata, the
+    default from ``defaults`` (the dataclass defaults when ``None``). ``exclude``: fields that
+    the command sets otherwise (e.g. ``reproduce`` sets each run's ``seed``).
+    """
+    defaults = defaults or TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in exclude:
+            continue
+        kind, many, optional = _flag_kind(f.name)
+        options = dict(f.metadata)
+        if "help" in options:       # the default is the command's (e.g. reproduce's), not ours
+            options["help"] += " (default: %(default)s)"
+        if kind is bool:             # --flag / --no-flag
+            options.setdefault("action", argparse.BooleanOptionalAction)
+        else:
+            options["type"] = _none_or(kind) if optional and not many else kind
+        if many:
+            options.setdefault("nargs", "+")
+        parser.add_argument(_flag(f.name), default=getattr(defaults, f.name), **options)
+
+
+def config_from_args(args, **fixed) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed flags (:func:`add_config_arguments`); ``fixed``
+    gives the fields the command set otherwise.
+
+    Notebook: 03_training.ipynb
+    """
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in fixed}
+    return TrainConfig(**values, **fixed)
+
+
+def flag_text(value) -> str:
+    """A flag's value as text: floats short (``1e-3`` -> ``0.001``) unless that would round.
+
+    Notebook: 03_training.ipynb
+    """
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def config_argv(config: TrainConfig, defaults: TrainConfig | None = None,
+                exclude: tuple[str, ...] = ()) -> list[str]:
+    """The flags that set ``config`` (the inverse of :func:`config_from_args`).
+
+    Notebook: 03_training.ipynb
+
+    Every field but those in ``exclude``, in field order, for the flags' defaults of ``train``;
+    with ``defaults`` (the flags' defaults of the command, e.g. ``reproduce``'s), only the
+    fields that differ from them. A field at ``None`` is left out where ``None`` is its flag's
+    default, else written ``none``.
+    """
+    parser_defaults = defaults or TrainConfig()
+    argv: list[str] = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name in exclude or (defaults is not None and value == getattr(defaults, f.name)):
+            continue
+        if value is None:
+            if getattr(parser_defaults, f.name) is not None:
+                if _flag_kind(f.name)[1]:
+                    raise ValueError(f"{f.name}=None cannot be written on a command line whose "
+                                     f"flag defaults to {getattr(parser_defaults, f.name)!r}")
+                argv += [_flag(f.name), "none"]
+            continue
+        if isinstance(value, bool):
+            argv.append(_flag(f.name) if value else "--no-" + _flag(f.name)[2:])
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        argv += [_flag(f.name), *(flag_text(v) for v in values)]
+    return argv
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -132,30 +261,16 @@ def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
 
 @dataclass
 class TrainResult:
+    """What :func:`fit` returns: the run folder, the epoch records, the best model and its
+    validation metrics.
+
+    Notebook: 03_training.ipynb
+    """
+
     run_dir: Path
     history: list[dict] = field(default_factory=list)
     best_path: Path | None = None
     best_metrics: dict | None = None
-
-
-def manifest_sha256(data_root: str | Path) -> str | None:
-    """sha256 of a reduced dataset's manifest (None for a real corpus, which has none).
-
-    Notebook: 03_training.ipynb
-
-    The manifest lists every file with its own sha256, so this one hash pins the exact data a
-    model was trained on.
-    """
-    import hashlib
-
-    from .data import load_manifest
-
-    try:
-        load_manifest(data_root)                   # validates that it is ours
-    except (FileNotFoundError, ValueError):
-        return None
-    from .data.builder import MANIFEST
-    return hashlib.sha256((Path(data_root) / MANIFEST).read_bytes()).hexdigest()
 
 
 def validate(model: nn.Module, valid_set, max_clips: int | None = None,
@@ -186,10 +301,6 @@ def _optimisation_step(task: nn.Module, optimizer, params: list, noisy: torch.Te
     return losses
 
 
-#: held by the process training in a run folder (a second trainer there is refused)
-LOCK_FILE = ".train.lock"
-
-
 def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
         config: TrainConfig | None = None, progress: bool = True, resume: bool = True,
         description: dict | None = None, valid_workers: int | None = None) -> TrainResult:
@@ -218,19 +329,20 @@ def fit(task: nn.Module, train_set, valid_set, run_dir: str | Path,
     another config. Plain tasks have none, and their state is written exactly as before.
 
     Only one process trains in a folder at a time: a second one gets
-    :class:`tfckd_lite.audio.FolderBusyError` at once (two would overwrite each other's state).
+    :class:`tfckd_lite.files.FolderBusyError` at once (two would overwrite each other's state).
+    The file names are :class:`~tfckd_lite.run_folder.RunFolder`'s.
     """
-    from .audio import folder_lock
+    from .files import folder_lock
 
-    with folder_lock(run_dir, LOCK_FILE, wait=False):
+    with folder_lock(run_dir, RunFolder.LOCK, wait=False):
         return _fit(task, train_set, valid_set, Path(run_dir), config, progress, resume,
                     description, valid_workers)
 
 
 def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, description,
          valid_workers) -> TrainResult:
-    from .audio import atomic_write_bytes
     from .data import make_loader
+    from .files import atomic_write_bytes
     import json
 
     config = config or TrainConfig()
@@ -258,7 +370,8 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
                 "running": {}, "best": None, "config": comparable}
     if signature is not None:
         counters["task"] = signature
-    state_path = run_dir / STATE_FILE
+    folder = RunFolder(run_dir)
+    state_path = folder.state
     if resume and state_path.exists():
         counters = load_training_state(state_path, task, optimizer)
         # a field added to TrainConfig after the state was written is absent from it: its
@@ -281,9 +394,7 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
             print(f"resuming {run_dir} at epoch {counters['epoch'] + 1}, "
                   f"step {counters['step_in_epoch']}")
     else:
-        earlier = [run_dir / name for name in (STATE_FILE, BEST_FILE, BEST_DESCRIPTION_FILE,
-                                               BEST_EXTRAS_FILE, "history.json")
-                   if (run_dir / name).exists()]
+        earlier = folder.earlier_run_files()
         if earlier and resume:     # e.g. a finished run whose state was deleted: keep its model
             raise ValueError(f"{run_dir} holds files of an earlier run ({earlier[0].name}, ...) "
                              "but no training state to resume; use resume=False (--no-resume) "
@@ -343,21 +454,21 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
         score = metrics.get("pesq_wb", float("nan"))
         if counters["best"] is None or score > counters["best"]["pesq_wb"]:
             counters["best"] = {"epoch": epoch + 1, **metrics}
-            save_model(run_dir / BEST_FILE, model, metrics=counters["best"], train_config=comparable,
+            save_model(folder.best, model, metrics=counters["best"], train_config=comparable,
                        **(description or {}))
             if signature is not None and any(not k.startswith("student.")
                                              for k in task.state_dict()):
-                save_distiller_extras(run_dir / BEST_EXTRAS_FILE, task, epoch=epoch + 1)
+                save_distiller_extras(folder.best_extras, task, epoch=epoch + 1)
         if progress:
             print(f"epoch {epoch + 1}/{config.epochs}: loss {train_means['total']:.4f}, valid "
                   f"PESQ-WB {metrics.get('pesq_wb', float('nan')):.3f}, SI-SDR "
                   f"{metrics.get('si_sdr', float('nan')):.2f} dB ({record['seconds']:.0f} s)")
         counters.update(epoch=epoch + 1, step_in_epoch=0, running={})
         save_state()
-        atomic_write_bytes(run_dir / "history.json",
+        atomic_write_bytes(folder.history_file,
                            (json.dumps(counters["history"], indent=2) + "\n").encode())
 
-    return TrainResult(run_dir=run_dir, history=counters["history"], best_path=run_dir / BEST_FILE,
+    return TrainResult(run_dir=run_dir, history=counters["history"], best_path=folder.best,
                        best_metrics=counters["best"])
 
 
@@ -403,6 +514,96 @@ def train_steps(task: nn.Module, batches, steps: int, lr: float = 1e-3, grad_cli
     return history
 
 
+def _method_option_text(key: str, value) -> str:
+    if isinstance(value, bool):
+        return f"{key}={'true' if value else 'false'}"
+    if isinstance(value, (int, float)):
+        return f"{key}={flag_text(value)}"
+    raise ValueError(f"method option {key}={value!r} cannot be written on a command line "
+                     "(values are true/false, integers or numbers)")
+
+
+def training_argv(config: TrainConfig, *, preset: str, data, out, method: str = "none",
+                  teacher: str | None = None, kd_weight: float | None = None,
+                  method_options: dict | None = None, resume: bool = True) -> list[str]:
+    """Arguments of ``python -m tfckd_lite`` that train the same run as :func:`run_training`
+    with the same arguments.
+
+    Notebook: 03_training.ipynb
+
+    The config's flags are :func:`config_argv`'s (every field, so that the command states
+    the whole budget and does not depend on the defaults of the library that reads it).
+    """
+    argv = ["train", "--preset", preset, "--data", str(data), "--out", str(out),
+            *config_argv(config), "--method", method]
+    if teacher is not None:
+        argv += ["--teacher", str(teacher)]
+    if kd_weight is not None:
+        argv += ["--kd-weight", flag_text(float(kd_weight))]
+    for key, value in (method_options or {}).items():
+        argv += ["--method-option", _method_option_text(key, value)]
+    if not resume:
+        argv.append("--no-resume")
+    return argv
+
+
+def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "none",
+                 teacher: str | None = None, kd_weight: float | None = None,
+                 method_options: dict | None = None, resume: bool = True,
+                 progress: bool = True, command: str | None = None) -> TrainResult:
+    """Train (or resume) one run into the folder ``out``: ``python -m tfckd_lite train``
+    from Python.
+
+    Notebooks: 03_training.ipynb (plain training), 05_distillation.ipynb (``method``)
+
+    ``preset`` is initialised from ``config.seed``. With ``method="none"`` it is trained
+    alone (:class:`SupervisedTask`); with a method of :data:`tfckd_lite.distill.METHODS`, the
+    ``teacher`` (a shipped model name or a model file, refused when its sample rate or STFT
+    differ from the student's) is distilled into it through ``build_distiller`` with batch
+    size ``config.batch_size`` and ``config.segment_frames`` frames (the calibration blocks'
+    fixed shape), λ ``kd_weight`` (``None``: the method's default) and ``method_options``.
+    :func:`fit` trains on the ``train`` split of ``data`` and validates on ``valid``; the best
+    model's description records the preset, the method, ``command`` (by default the
+    equivalent :func:`training_argv` command line), the data manifest's sha256 and, for a
+    distillation, ``kd_weight`` (the value used), ``method_options``, ``teacher`` (as given),
+    ``teacher_sha256`` and ``teacher_preset``. Returns :func:`fit`'s :class:`TrainResult`.
+    """
+    import shlex
+
+    from .data import manifest_sha256, open_corpus
+    from .distill import METHODS, build_distiller
+    from .models import build_model
+
+    options = dict(method_options or {})
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    if method == "none" and (teacher is not None or kd_weight is not None or options):
+        raise ValueError("a teacher, kd_weight or method options were given, but method "
+                         "'none' trains the student alone")
+    if method != "none" and teacher is None:
+        raise ValueError(f"method {method!r} distils from a teacher: give teacher")
+    if command is None:
+        command = "python -m tfckd_lite " + shlex.join(training_argv(
+            config, preset=preset, data=data, out=out, method=method, teacher=teacher,
+            kd_weight=kd_weight, method_options=options, resume=resume))
+    torch.manual_seed(config.seed)
+    model = build_model(preset)
+    description = {"preset": preset, "command": command, "method": method}
+    if method == "none":
+        task = SupervisedTask(model)
+    else:
+        teacher_model, teacher_info = _load_teacher(teacher, model)
+        frames = config.segment_frames
+        task = build_distiller(method, teacher_model, model, config.batch_size, frames,
+                               se_loss=compressed_spectral_loss, kd_weight=kd_weight, **options)
+        description.update(kd_weight=task.kd_weight, method_options=options, **teacher_info)
+        print(f"distilling {teacher} into {preset} with {method} "
+              f"(kd_weight {task.kd_weight:g}, batch {config.batch_size} x {frames} frames)")
+    description["data_manifest_sha256"] = manifest_sha256(data)
+    return fit(task, open_corpus(data, "train"), open_corpus(data, "valid"), out, config,
+               resume=resume, description=description, progress=progress)
+
+
 # ------------------------------------------------------------------------------------ CLI
 
 def register(subparsers) -> None:
@@ -418,27 +619,13 @@ def register(subparsers) -> None:
     """
     from .distill import METHODS
 
-    defaults = TrainConfig()
     p = subparsers.add_parser(
         "train", help="train a DPDCRN preset on a paired corpus, alone or distilled from a "
                       "teacher (--method)")
     p.add_argument("--preset", required=True, help="lite-teacher, lite-student, paper-...")
     p.add_argument("--data", required=True, help="corpus root (reduced set, VoiceBank, DNS, ...)")
     p.add_argument("--out", required=True, help="run folder (resumed if it holds a state)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--segment-seconds", type=float, default=defaults.segment_seconds)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--valid-clips", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--remix-snr", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                   help="remix every training crop on the fly with another pair's noise at an "
-                        "SNR drawn from [LOW, HIGH] dB (default: the pairs as built; 0 20 is "
-                        "the range measured in the README)")
-    p.add_argument("--device", default=defaults.device)
+    add_config_arguments(p.add_argument_group("training (TrainConfig)"))
     p.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
     kd = p.add_argument_group("distillation (Notebook: 05_distillation.ipynb)")
     kd.add_argument("--method", default="none", choices=list(METHODS),
@@ -471,9 +658,11 @@ def register(subparsers) -> None:
 _PYTHON_ONLY_OPTIONS = {"output_loss"}
 
 
-def _usage_error(message: str) -> SystemExit:
-    """A command-line mistake: reported as one line on stderr (exit status 1), no traceback."""
-    return SystemExit(f"python -m tfckd_lite train: error: {message}")
+def _usage_error(message: str) -> Exception:
+    """A command-line mistake: ``python -m tfckd_lite`` prints it as one line (exit status 2)."""
+    from .cli import UsageError
+
+    return UsageError(message)
 
 
 def _method_options(method: str, items: list[str]) -> dict:
@@ -516,11 +705,10 @@ def _load_teacher(spec: str, student: nn.Module) -> tuple[nn.Module, dict]:
     A shipped model name or a model file; refused (before loading the weights) when its sample
     rate or STFT differ from the student's, since both must see the same spectra.
     """
-    import hashlib
-
     from . import pretrained
     from .checkpoint import (CheckpointError, load_model, model_description,
                              read_model_description)
+    from .files import sha256_file
 
     try:
         file = pretrained.resolve(spec)
@@ -538,7 +726,7 @@ def _load_teacher(spec: str, student: nn.Module) -> tuple[nn.Module, dict]:
                 f"{theirs.get('stft')}, the student at {ours['sample_rate']} with STFT "
                 f"{ours['stft']}: the two would not see the same spectra")
     teacher = load_model(file)
-    info = {"teacher": spec, "teacher_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+    info = {"teacher": spec, "teacher_sha256": sha256_file(file),
             "teacher_preset": theirs.get("preset")}
     return teacher, info
 
@@ -548,26 +736,14 @@ def _train_command(args) -> int:
 
     Notebook: 05_distillation.ipynb
 
-    With a method other than ``none``: the student (``--preset``, initialised from ``--seed``
-    as in plain training) and the teacher go into ``build_distiller`` with batch size
-    ``--batch-size`` and ``num_frames(round(segment_seconds * 16000))`` frames (the calibration
-    blocks' fixed shape); ``fit`` trains it and saves the best *student*, whose description
-    adds ``method``, ``kd_weight`` (the value used), ``method_options``, ``teacher`` (name or
-    path as given), ``teacher_sha256`` (of the file) and ``teacher_preset``.
+    Checks the flags, then :func:`run_training` with the :class:`TrainConfig` they set; the
+    command line as typed is stored in the best model's description.
     """
     import shlex
     import sys
 
-    from .data import open_corpus
-    from .distill import build_distiller
-    from .models import build_model
-    from .stft import SAMPLE_RATE, num_frames
-
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         segment_seconds=args.segment_seconds, lr=args.lr,
-                         warmup_steps=args.warmup_steps, steps_per_epoch=args.steps_per_epoch,
-                         valid_clips=args.valid_clips, checkpoint_every=args.checkpoint_every,
-                         seed=args.seed, device=args.device, remix_snr=args.remix_snr)
+    config = config_from_args(args)
+    options: dict = {}
     if args.method == "none":
         given = [flag for flag, value in (("--teacher", args.teacher),
                                           ("--kd-weight", args.kd_weight),
@@ -583,28 +759,10 @@ def _train_command(args) -> int:
                                "(a shipped model name or a .safetensors model file)")
         if args.kd_weight is not None and args.kd_weight < 0:
             raise _usage_error(f"--kd-weight must be non-negative, got {args.kd_weight}")
-    torch.manual_seed(config.seed)
-    model = build_model(args.preset)
-    description = {"preset": args.preset,
-                   "command": getattr(args, "command_line", None)
-                   or "python -m tfckd_lite " + shlex.join(sys.argv[1:]),
-                   "method": args.method}
-    if args.method == "none":
-        task = SupervisedTask(model)
-    else:
-        teacher, teacher_info = _load_teacher(args.teacher, model)
-        frames = num_frames(round(config.segment_seconds * SAMPLE_RATE))
-        task = build_distiller(args.method, teacher, model, config.batch_size, frames,
-                               se_loss=compressed_spectral_loss, kd_weight=args.kd_weight,
-                               **options)
-        description.update(kd_weight=task.kd_weight, method_options=options, **teacher_info)
-        print(f"distilling {args.teacher} into {args.preset} with {args.method} "
-              f"(kd_weight {task.kd_weight:g}, batch {config.batch_size} x {frames} frames)")
-    description["data_manifest_sha256"] = manifest_sha256(args.data)
-    result = fit(task, open_corpus(args.data, "train"),
-                 open_corpus(args.data, "valid"), args.out, config,
-                 resume=not args.no_resume, description=description,
-                 progress=getattr(args, "progress", True))
+    result = run_training(config, preset=args.preset, data=args.data, out=args.out,
+                          method=args.method, teacher=args.teacher, kd_weight=args.kd_weight,
+                          method_options=options, resume=not args.no_resume,
+                          command="python -m tfckd_lite " + shlex.join(sys.argv[1:]))
     print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")
     return 0
 
@@ -612,8 +770,8 @@ def _train_command(args) -> int:
 def _evaluate_command(args) -> int:
     import json
 
-    from .audio import atomic_write_bytes
     from .checkpoint import load_model
+    from .files import atomic_write_bytes
     from .data import open_corpus
     from .metrics import evaluate, format_breakdown, summary_by
 

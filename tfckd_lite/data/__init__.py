@@ -9,15 +9,18 @@ Notebook: 01_signals_and_data.ipynb
   :class:`PairedDataset` of ``(noisy, clean, name)`` items (``corpora.py``).
 - :func:`make_loader` gives fixed-shape training batches (optionally remixed on the fly with
   other pairs' noise) or whole test utterances (``loader.py``).
+- :func:`load_manifest` and :func:`manifest_sha256` read a reduced set's manifest, the one file
+  that pins its exact contents (``manifest.py``).
 """
 
-from .builder import (PROFILES, MissingSourceWarning, Profile, build_dataset, load_manifest,
-                      verify_dataset)
+from .builder import PROFILES, MissingSourceWarning, Profile, build_dataset, verify_dataset
 from .corpora import CorpusError, PairedDataset, PairEntry, detect_kind, open_corpus
 from .loader import REMIX_SNR_DB, EvalLoader, TrainLoader, make_loader, remix
+from .manifest import load_manifest, manifest_sha256
 from .noise import NOISE_TYPES, make_noise, mix_at_snr, snr_db
 
 __all__ = ["PROFILES", "Profile", "MissingSourceWarning", "build_dataset", "load_manifest",
+           "manifest_sha256",
            "verify_dataset", "CorpusError", "PairedDataset", "PairEntry", "detect_kind",
            "open_corpus", "EvalLoader", "TrainLoader", "make_loader", "remix", "REMIX_SNR_DB",
            "NOISE_TYPES", "make_noise", "mix_at_snr", "snr_db"]

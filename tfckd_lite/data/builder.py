@@ -47,14 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import (SAMPLE_RATE, atomic_write_bytes, folder_lock, sha256_bytes, sha256_file,
-                     wav_bytes)
+from ..audio import SAMPLE_RATE, wav_bytes
+from ..files import atomic_write_bytes, folder_lock, sha256_bytes, sha256_file
 from . import speech
+from .manifest import FORMAT, load_manifest, manifest_path, write_manifest
 from .noise import make_noise
 
-FORMAT = "tfckd_lite.reduced_dataset"
 BUILDER_VERSION = 3                   # bump whenever a change alters the files built
-MANIFEST = "manifest.json"
 BUILD_LOCK = ".build.lock"            # held while a set is built or verified (folder_lock)
 MARKER = ".tfckd_lite_build"          # present from the first byte written by a build
 SPLITS = ("train", "valid", "test")
@@ -389,18 +388,6 @@ def _fingerprint(profile: Profile, seed: int, sources: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def load_manifest(root) -> dict:
-    """The manifest of a reduced dataset; raises FileNotFoundError / ValueError if absent/foreign.
-
-    Notebook: 01_signals_and_data.ipynb
-    """
-    path = Path(root) / MANIFEST
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a tfckd_lite reduced-dataset manifest")
-    return manifest
-
-
 def verify_dataset(root, manifest: dict | None = None) -> list[str]:
     """Check every file against the manifest's sha256; returns a list of problems (empty = intact).
 
@@ -446,7 +433,7 @@ def _check_target(out_dir: Path) -> None:
     if not out_dir.exists():
         return
     entries = [p for p in out_dir.iterdir() if p.name != BUILD_LOCK]
-    if entries and not (out_dir / MANIFEST).exists() and not (out_dir / MARKER).exists():
+    if entries and not manifest_path(out_dir).exists() and not (out_dir / MARKER).exists():
         raise FileExistsError(f"{out_dir} is not empty and was not written by build_dataset; "
                               f"choose an empty or new folder (found e.g. {entries[0].name})")
 
@@ -491,7 +478,7 @@ def build_dataset(out_dir, profile: str = "mini", seed: int = 0, progress: bool 
 
     with folder_lock(out_dir, BUILD_LOCK):
         _check_target(out_dir)
-        if not force and (out_dir / MANIFEST).exists():
+        if not force and manifest_path(out_dir).exists():
             try:
                 old = load_manifest(out_dir)
             except (OSError, ValueError):
@@ -507,8 +494,8 @@ def build_dataset(out_dir, profile: str = "mini", seed: int = 0, progress: bool 
             elif old is not None:
                 _say(progress, f"{out_dir}: built with other settings or sources; rebuilding")
         (out_dir / MARKER).write_text("written by tfckd_lite.data.build_dataset\n")
-        if (out_dir / MANIFEST).exists():
-            (out_dir / MANIFEST).unlink()          # the old manifest no longer describes the files
+        if manifest_path(out_dir).exists():
+            manifest_path(out_dir).unlink()          # the old manifest no longer describes the files
         for leftover in out_dir.rglob(".*.tmp"):
             leftover.unlink()
         manifest = _build(out_dir, prof, seed, sources, fingerprint, progress, workers)
@@ -629,7 +616,7 @@ def _build(out_dir: Path, prof: Profile, seed: int, sources: dict, fingerprint: 
                   for split in SPLITS},
         "files": dict(sorted(files.items())),
     }
-    atomic_write_bytes(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_manifest(out_dir, manifest)
     return manifest
 
 

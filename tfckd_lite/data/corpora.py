@@ -36,7 +36,6 @@ resampled and said once. See :mod:`tfckd_lite.audio` for the conversions applied
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE, AudioError, ResampleWarning, audio_info, read_audio
+from .manifest import is_reduced_dataset, load_manifest
 
 SPLITS = ("train", "valid", "test", "all")
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -517,13 +517,8 @@ def detect_kind(root) -> str:
     root = Path(root)
     if not root.is_dir():
         raise CorpusError(f"corpus folder {root} does not exist")
-    if (root / "manifest.json").is_file():
-        try:
-            if json.loads((root / "manifest.json").read_text()).get("format") == \
-                    "tfckd_lite.reduced_dataset":
-                return "reduced"
-        except (OSError, ValueError):
-            pass
+    if is_reduced_dataset(root):
+        return "reduced"
     if _voicebank_folders(root):
         return "voicebank"
     if _l3das_folders(root) or ((root / "data").is_dir() and (root / "labels").is_dir()):
@@ -562,7 +557,7 @@ def open_corpus(root, split: str = "train", kind: str = "auto", *, unpaired: str
     if kind in ("reduced", "voicebank"):
         manifest = None
         if kind == "reduced":
-            manifest = json.loads((root / "manifest.json").read_text())
+            manifest = load_manifest(root)
         entries = _voicebank(root, split, variant, unpaired, valid_speakers, kind, manifest)
         return PairedDataset(entries, **options)
     if kind == "dns":

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE
+from ..stft import segment_samples
 from .noise import mix_at_snr
 
 #: Suggested remixing SNR range (dB), the one measured in the README: the fixed training grid's
@@ -237,7 +237,7 @@ def make_loader(dataset, batch_size: int = 8, segment_seconds: float | None = 1.
     Notebook: 01_signals_and_data.ipynb
 
     ``train=True``: a :class:`TrainLoader` yielding ``(noisy [B, N], clean [B, N])`` with
-    ``B = batch_size`` and ``N = round(segment_seconds * 16000)`` always (``len()`` batches per
+    ``B = batch_size`` and ``N = segment_samples(segment_seconds)`` always (``len()`` batches per
     epoch, incomplete batches dropped); epoch ``k`` is a function of ``(seed, k)``; each full
     pass advances the epoch, ``epoch=``/``set_epoch()`` sets it; ``remix_snr=(low, high)``
     remixes every item with another pair's noise at a random SNR (module docs). ``train=False``: an
@@ -248,5 +248,5 @@ def make_loader(dataset, batch_size: int = 8, segment_seconds: float | None = 1.
         return EvalLoader(dataset, num_workers=num_workers)
     if segment_seconds is None or segment_seconds <= 0:
         raise ValueError(f"training needs a positive segment_seconds, got {segment_seconds}")
-    return TrainLoader(dataset, batch_size, int(round(segment_seconds * SAMPLE_RATE)), seed=seed,
+    return TrainLoader(dataset, batch_size, segment_samples(segment_seconds), seed=seed,
                        epoch=epoch, num_workers=num_workers, remix_snr=remix_snr)

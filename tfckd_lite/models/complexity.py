@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..stft import N_BINS, SAMPLE_RATE, num_frames
+from ..stft import N_BINS, segment_frames
 
 # Rows of the parameter table in shared/spec/DPDCRN.md, each with the parameter-name prefixes
 # it covers. The order is the order of the spec's table.
@@ -72,7 +72,7 @@ def count_flops(model: nn.Module, seconds: float = 1.0, batch: int = 1) -> int:
     CPU kernel (another 0.5 GFLOP).
     """
     in_planes = 2 * getattr(getattr(model, "config", None), "in_channels", 1)
-    frames = num_frames(int(round(seconds * SAMPLE_RATE)))
+    frames = segment_frames(seconds)
     param = next(model.parameters())
     # requires_grad on the input keeps the fused MHA path off even for a frozen model (a
     # distiller's teacher), whose parameters do not require grad

@@ -274,7 +274,16 @@ class DPDCRN(nn.Module):
         """Enhance a waveform ``[N]``, ``[B, N]`` (mono) or ``[B, M, N]``; returns ``[N]``/``[B, N]``.
 
         Notebook: 02_dpdcrn.ipynb
+
+        A waveform with NaN or inf samples is refused (``ValueError``): the network would
+        silently turn them, and the frames around them, into NaN output.
         """
+        bad = ~torch.isfinite(wav)
+        if bad.any():
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"the waveform has {int(bad.sum())} NaN/inf samples (the first at "
+                             f"index {first[0] if len(first) == 1 else first}); the output "
+                             f"would be NaN around them")
         if self.config.in_channels > 1 and wav.dim() != 3:
             raise ValueError(f"this model takes {self.config.in_channels} microphones: pass "
                              f"[batch, mics, samples], got shape {tuple(wav.shape)}")

@@ -192,18 +192,18 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     distillation run's ``best.extras.safetensors`` is shipped next to it (unless ``extras`` is
     false: the student alone). Returns the written path.
     """
-    from ..audio import atomic_write_bytes
     from ..checkpoint import load_model, save_model
     from ..data import open_corpus
+    from ..files import atomic_write_bytes
     from ..metrics import evaluate, summary_by
+    from ..run_folder import RunFolder
 
-    run_dir = Path(run_dir)
-    model = load_model(run_dir / "best.safetensors")
+    run = RunFolder(run_dir)
+    model = load_model(run.best)
     description = dict(model.description)
     for key in ("config", "sample_rate", "stft", "library_version"):
         description.pop(key, None)                 # save_model writes these afresh
-    history_file = run_dir / "history.json"
-    description["history"] = json.loads(history_file.read_text()) if history_file.exists() else []
+    description["history"] = run.history()
     dataset = open_corpus(data_root, split)
     if report is None:
         report = evaluate(model.enhance, dataset, max_clips=max_clips, progress=progress)
@@ -216,7 +216,7 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     if command:
         description["export_command"] = command
     written = save_model(PRETRAINED_DIR / f"{name}.safetensors", model, **description)
-    extras_file = run_dir / "best.extras.safetensors"
+    extras_file = run.best_extras
     target = PRETRAINED_DIR / f"{name}{EXTRAS_SUFFIX}"
     if extras and extras_file.is_file():
         atomic_write_bytes(target, extras_file.read_bytes())

@@ -1,0 +1,90 @@
+"""The manifest of a reduced dataset: its file name, its format and its hash.
+
+Notebook: 01_signals_and_data.ipynb
+
+:func:`~tfckd_lite.data.build_dataset` writes ``manifest.json`` last, once every file is in
+place; it lists the profile, seed and sources of the set and the sha256 of every file. Its own
+sha256 (:func:`manifest_sha256`) therefore pins the exact data a model was trained on, which
+is what a model's description and an experiment folder record. This module is the only one that
+reads or writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..files import atomic_write_bytes, sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT = "tfckd_lite.reduced_dataset"
+
+
+def manifest_path(root) -> Path:
+    """Where the manifest of the set at ``root`` is (whether or not it exists).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    return Path(root) / MANIFEST
+
+
+def load_manifest(root) -> dict:
+    """The manifest of a reduced dataset; raises FileNotFoundError / ValueError if absent/foreign.
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    path = manifest_path(root)
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); rebuild the set") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a tfckd_lite reduced-dataset manifest")
+    if not isinstance(manifest.get("files"), dict):
+        raise ValueError(f"{path} lists no files (damaged manifest); rebuild the set")
+    return manifest
+
+
+def write_manifest(root, manifest: dict) -> Path:
+    """Write ``manifest`` atomically as the manifest of the set at ``root``.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    The bytes are a pure function of ``manifest`` (indented JSON, in the order given), so a set
+    rebuilt bit for bit has the same :func:`manifest_sha256`.
+    """
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"a reduced-dataset manifest has format {FORMAT!r}, got "
+                         f"{manifest.get('format')!r}")
+    return atomic_write_bytes(manifest_path(root), (json.dumps(manifest, indent=1) + "\n").encode())
+
+
+def is_reduced_dataset(root) -> bool:
+    """Whether ``root`` holds a manifest that says it is of this library's format.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    Only the format tag is read, so that a damaged manifest of ours is still recognised as a
+    reduced set and then refused in words by :func:`load_manifest`, instead of being taken for
+    an unknown layout.
+    """
+    try:
+        manifest = json.loads(manifest_path(root).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def manifest_sha256(root) -> str | None:
+    """sha256 of a reduced dataset's manifest (None for a real corpus, which has none).
+
+    Notebook: 03_training.ipynb
+
+    The manifest lists every file with its own sha256, so this one hash pins the exact data a
+    model was trained on.
+    """
+    try:
+        load_manifest(root)                   # validates that it is ours
+    except (FileNotFoundError, ValueError):
+        return None
+    return sha256_file(manifest_path(root))

@@ -1,0 +1,137 @@
+"""The end-to-end experiment: every distillation method x seeds under one budget, one table.
+
+Notebook: 05_distillation.ipynb
+
+``python -m tfckd_lite reproduce`` (``make reproduce``) runs, with a shipped teacher:
+
+1. **λ tuning on the validation split.** Each KD method is trained with seed ``seeds[0]`` for
+   every λ of its grid (:func:`kd_grid`); the λ whose best epoch has the highest *validation*
+   PESQ-WB is kept (ties: the smaller λ). The test split plays no part in any choice. The
+   grid is log-spaced because the KD terms differ from the SE loss by orders of magnitude
+   at initialisation (about 1e-3 to 5e-2 against 0.04 to 1) and from one method to another.
+   When the best λ lies at an end of the grid, the optimum may lie beyond it, and a baseline
+   tuned only up to its edge would be compared unfairly: the grid is then extended by one
+   factor-10 step past that end (e.g. 0.1 after {1, 10, 100}), again if the new value wins,
+   at most ``grid_extensions`` times per method (:func:`tuned_grid`); the choice is still
+   made on validation PESQ-WB over every λ tried. Each method starts from three factor-10 steps
+   centred on the λ a first tuning pass chose (:data:`TUNING_GRIDS`, where the pass is
+   described); ``kd_weights`` sets one grid for every method instead.
+   The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``,
+   ``tfckd-released``: ``METHODS[m].ablation_of``) are not tuned: they reuse the λ chosen for
+   ``tfckd``, so that each differs from the full method in the one component it removes (or,
+   for ``tfckd-released``, swaps), as ablations in the paper do. This also spares the 8 most
+   expensive tuning runs (about a fifth of the CPU time).
+2. **The remaining seeds** with the chosen λ (the tuning run of ``seeds[0]`` is reused, so
+   every method has the same number of seeds and the same budget). ``none`` (the student
+   alone) is trained for every seed too. A method's seeds may start as soon as its λ is
+   settled, while others still tune (:func:`planned_runs`): with ``jobs`` runs side by side, no
+   slot then waits idle for the slowest run of a stage.
+3. **Test-split scores** of each run's best epoch (chosen, as everywhere, on validation
+   PESQ-WB), and of the teacher; the noisy input's scores come with them.
+4. **The report**: ``results.json`` (everything, per run and aggregated), ``results.md`` (the
+   table) and ``results.png`` (the figure) in the output folder. Per method: mean ± sample
+   std over seeds of PESQ-WB, STOI, ESTOI and SI-SDR; the student's parameters and GFLOP per
+   second of audio, the extra parameters trained only during distillation, the training wall
+   time (epochs × the run's median epoch time, validation included: an epoch stretched by a
+   paused process or a busy machine does not count), and the share of the teacher–student gap
+   each method closes, ``(method − none) / (teacher − none)`` on the means. Then ``tfckd`` against
+   every other method clip by clip (:func:`paired_comparison`): the mean per-clip difference
+   of PESQ-WB and SI-SDR with a bootstrap interval over the test clips, so that a difference
+   of a few hundredths can be told from the luck of the clips; and, against ``none``, the same
+   per noise type of the test clips (where the distilled student gains or loses). Last, for
+   the methods with learnt calibration, how decisive their weights ended up
+   (:func:`final_calibration_spread`, against the ceiling of the SemCKD normalisation), and,
+   for those whose distiller is kept (:data:`SHIPPED_EXTRAS`), whether each student layer
+   weighs most the teacher layer it is closest to (:func:`run_calibration_agreement`).
+
+Every run is an ordinary ``train`` run (:func:`~tfckd_lite.train.run_training` in this process,
+or ``python -m tfckd_lite train`` with the same derived flags) in its own folder
+(``runs/<method>/lam-<λ>/seed-<s>``, a :class:`~tfckd_lite.run_folder.RunFolder`), with the
+experiment's one :class:`~tfckd_lite.train.TrainConfig` and the run's seed, so each can be
+re-run alone, and the experiment resumes:
+finished runs and cached test scores are kept, an interrupted run continues from its last
+checkpoint. ``jobs > 1`` runs that many training processes side by side (on a CPU, two
+single-threaded runs finish sooner than two two-threaded runs in a row). A full run takes many
+hours on a CPU and is resumed across sessions, so ``<out>/experiment.json`` records the teacher's
+and the data manifest's sha256 and the settings at the first start, and a resume with another
+teacher, data or budget is refused (:func:`check_experiment_folder`); ``--status``
+(:func:`status`) prints how far it got.
+
+Across machines. ``make reproduce`` writes into ``experiments/distillation-small/``, which is
+part of the repository: what a finished run needs for the table and the shipping (its best
+weights, ``history.json``, cached test scores, and the distiller extras of the methods in
+:data:`SHIPPED_EXTRAS`) is committed; logs and locks are ignored
+(``experiments/distillation-small/.gitignore``). A fresh clone (with ``make data``, which
+rebuilds the set bit for bit: the manifest's sha256 is checked) therefore resumes where the
+committed runs stop. For a machine lent for a while there are two budgets:
+
+* ``stop_after`` (``--stop-after``, ``make reproduce STOP_AFTER=2.6``): train for that long,
+  then stop the runs in progress, each at its last checkpoint. ``make reproduce-stage``
+  (:func:`stage`) commits the finished runs and, force-added past the ``.gitignore``, the
+  resume state and outputs of each run in progress (:func:`in_progress_files`; a TFCKD state is
+  about 7 MB with its optimiser moments), so the next machine continues those runs where they
+  stopped; the state is untracked again once its run has finished. This is what the lent
+  2-core sessions use: a TFCKD run takes about 85 min there beside another, so two do not fit
+  in a session and waiting for runs to fit leaves a slot idle for a third to a half of it.
+* ``hours`` (``--hours``): start a run only when its estimated time (:func:`run_seconds`) fits
+  in what is left, and return once no remaining run fits and none is running. Nothing is cut
+  off and no resume state needs committing, at the price of idle slots.
+
+An unfinished run whose files were committed without their resume state starts over
+(:meth:`Run.orphaned`). Either way the same command resumes later.
+
+``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
+``tfckd_lite/pretrained/lite-student-<method>`` (with the distiller extras of the methods in
+:data:`SHIPPED_EXTRAS`) and the report as
+``tfckd_lite/pretrained/results/distillation.{json,md,png}``, which notebook 05 and the README
+show.
+
+The package, one module per concern (every public name is also importable from here):
+
+==============  =================================================================================
+``config``      :class:`ExperimentConfig` (the experiment's settings and one
+                :class:`~tfckd_lite.train.TrainConfig`, the budget of every run), :class:`Run`,
+                :func:`reproduce_command`
+``plan``        λ grids and their extension, the λ choice, the planned runs, time estimates
+``runner``      :func:`train_runs` (scheduling, subprocesses, resuming, budgets) and
+                :func:`reproduce`
+``results``     test scores, :func:`collect_results`, :func:`paired_comparison` and its verdicts,
+                the calibration spread and agreement
+``report``      the Markdown tables, the figure, :func:`write_report`, :func:`ship`
+``folder``      ``experiment.json`` (:func:`check_experiment_folder`), :func:`status`, what is
+                committed (:func:`finished_files`, :func:`in_progress_files`, :func:`stage`)
+``cli``         the ``reproduce`` command
+==============  =================================================================================
+"""
+
+from .cli import register
+from .config import (PER_RUN_SETTINGS, SHIPPED_EXTRAS, ExperimentConfig, Run, default_training,
+                     reproduce_command)
+from .folder import (RECORD_FILE, TEACHER_SCORES_FILE, ExperimentMismatchError,
+                     check_experiment_folder, finished_files, format_status, in_progress_files,
+                     stage, status)
+from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, choose_kd_weights,
+                   epoch_seconds, epoch_times, final_runs, kd_grid, lambda_source, planned_runs,
+                   run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
+                   validation_score)
+from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, paired_markdown,
+                     plot_paired, plot_results, results_markdown, ship, shipped_results,
+                     write_report)
+from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, calibration_probe,
+                      collect_results, final_calibration_spread, paired_comparison,
+                      paired_verdicts, run_calibration_agreement)
+from .runner import reproduce, train_runs
+
+__all__ = [
+    "register", "PER_RUN_SETTINGS", "SHIPPED_EXTRAS", "ExperimentConfig", "Run",
+    "default_training", "reproduce_command", "RECORD_FILE", "TEACHER_SCORES_FILE",
+    "ExperimentMismatchError", "check_experiment_folder", "finished_files", "format_status",
+    "in_progress_files", "stage", "status", "DEFAULT_GRID", "GRID_STEP", "TUNING_GRIDS",
+    "UNTIMED_FACTOR", "choose_kd_weights", "epoch_seconds", "epoch_times", "final_runs",
+    "kd_grid", "lambda_source", "planned_runs", "run_seconds", "settled_kd_weight", "tuned_grid",
+    "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
+    "calibration_markdown", "paired_markdown", "plot_paired", "plot_results", "results_markdown",
+    "ship", "shipped_results", "write_report", "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE",
+    "calibration_probe", "collect_results", "final_calibration_spread", "paired_comparison",
+    "paired_verdicts", "run_calibration_agreement", "reproduce", "train_runs",
+]

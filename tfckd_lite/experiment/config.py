@@ -1,0 +1,202 @@
+"""What the experiment trains: its configuration, one run of it, and its command line.
+
+Notebook: 05_distillation.ipynb
+
+:class:`ExperimentConfig` holds the experiment's own settings (data, teacher, student, methods,
+seeds, λ grids, test clips, parallel runs) and one :class:`~tfckd_lite.train.TrainConfig`, the
+budget every run trains with; a :class:`Run` is one method at one λ and one seed, trained by
+:func:`~tfckd_lite.train.run_training` in its own :class:`~tfckd_lite.run_folder.RunFolder`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from ..run_folder import RunFolder
+from ..train import TrainConfig, config_argv, flag_text, training_argv
+
+#: methods whose trained distiller (calibration, fusion) ships with the student: those notebook 04
+#: draws. The others ship the student only; their extras (up to 2.2 MB each) stay in the run
+#: folders and are not committed (experiments/distillation-small/.gitignore).
+SHIPPED_EXTRAS = ("tfckd", "tfckd-released")
+
+#: training settings that are each run's own, not the experiment's (the runs' seeds are ``seeds``)
+PER_RUN_SETTINGS = ("seed",)
+
+
+def default_training() -> TrainConfig:
+    """The budget of every run of the full experiment: the schedule of the shipped lite student
+    baseline (6 epochs of the ``small`` training split as built, batch 8 x 1 s, AdamW 1e-3 with
+    200 warm-up steps and cosine decay, 100 validation clips per epoch), with a resume state
+    every 50 steps (a run stopped at a session's end loses at most that many).
+
+    Notebook: 05_distillation.ipynb
+    """
+    return TrainConfig(epochs=6, valid_clips=100, checkpoint_every=50)
+
+
+@dataclass
+class ExperimentConfig:
+    """What the experiment trains and how (every method gets exactly this budget).
+
+    Notebook: 05_distillation.ipynb
+
+    ``train`` is the training budget of every run (:func:`default_training` by default; its
+    ``seed`` is set per run from ``seeds`` and must stay at its default here). The other
+    defaults are the full experiment: three seeds, each method's λ grid of
+    :data:`~tfckd_lite.experiment.plan.TUNING_GRIDS` (``kd_weights``: one grid for all)
+    extended by up to ``grid_extensions`` factor-10 steps past an end where the best λ lies
+    (:func:`~tfckd_lite.experiment.plan.tuned_grid`). ``train.remix_snr=[low, high]`` remixes
+    every crop on the fly instead (off by default, like the shipped models: README, "How the
+    recipe got here"). :meth:`to_dict` / :meth:`from_dict` give the flat form that
+    ``experiment.json`` and ``results.json`` store.
+    """
+
+    data: str
+    out: str
+    teacher: str = "lite-teacher"
+    student: str = "lite-student"
+    methods: tuple[str, ...] = ()          # () = every method of distill.METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    kd_weights: tuple[float, ...] | None = None   # None: per-method grids (TUNING_GRIDS)
+    grid_extensions: int = 2
+    test_clips: int | None = None
+    jobs: int = 1
+    train: TrainConfig = field(default_factory=default_training)
+
+    def __post_init__(self):
+        from ..distill import METHODS
+
+        self.methods = tuple(self.methods) or tuple(METHODS)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        if self.kd_weights is not None:
+            self.kd_weights = tuple(float(w) for w in self.kd_weights)
+        if not isinstance(self.train, TrainConfig):
+            raise TypeError(f"train must be a TrainConfig, got {type(self.train).__name__}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+        if "none" not in self.methods:
+            raise ValueError("the experiment needs method 'none' (the student alone): it is "
+                             "the baseline every gap is measured from")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        if self.kd_weights is not None and (not self.kd_weights
+                                            or any(w <= 0 for w in self.kd_weights)):
+            raise ValueError(f"the λ grid must hold positive values, got {self.kd_weights}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+        if self.grid_extensions < 0:
+            raise ValueError(f"grid_extensions must be 0 or more, got {self.grid_extensions}")
+        for name in PER_RUN_SETTINGS:
+            if getattr(self.train, name) != getattr(TrainConfig(), name):
+                raise ValueError(f"train.{name} is set per run (the experiment's seeds are "
+                                 f"`seeds`); leave it at its default")
+
+    def with_training(self, **changes) -> "ExperimentConfig":
+        """A copy whose training budget has ``changes`` (e.g. ``epochs=2``)."""
+        return replace(self, train=replace(self.train, **changes))
+
+    def teacher_file(self) -> Path:
+        """The teacher's model file, resolved as ``train --teacher`` resolves it."""
+        from .. import pretrained
+
+        return pretrained.resolve(self.teacher)
+
+    def to_dict(self) -> dict:
+        """The flat form stored in ``experiment.json`` and ``results.json``: the experiment's
+        own settings, then the training budget's fields (but the per-run ``seed``)."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"}
+        training = {f.name: getattr(self.train, f.name) for f in fields(TrainConfig)
+                    if f.name not in PER_RUN_SETTINGS}
+        return {**own, **training}
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> "ExperimentConfig":
+        """The configuration of a flat :meth:`to_dict` (also of one written before a setting
+        existed: a missing training field takes :func:`default_training`'s value)."""
+        own = {f.name for f in fields(cls) if f.name != "train"}
+        training = {f.name for f in fields(TrainConfig) if f.name not in PER_RUN_SETTINGS}
+        unknown = sorted(set(settings) - own - training)
+        if unknown:
+            raise ValueError(f"unknown experiment setting(s) {unknown}")
+        train = replace(default_training(), **{k: v for k, v in settings.items() if k in training})
+        return cls(**{k: v for k, v in settings.items() if k in own}, train=train)
+
+    @classmethod
+    def default_settings(cls) -> dict:
+        """:meth:`to_dict` of the defaults, without ``data`` and ``out`` (which have none):
+        what a setting absent from an older record compares as."""
+        settings = cls(data="", out="").to_dict()
+        return {k: v for k, v in settings.items() if k not in ("data", "out")}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the experiment: a method, its λ (None for 'none') and a seed.
+
+    Notebook: 05_distillation.ipynb
+    """
+
+    method: str
+    kd_weight: float | None
+    seed: int
+
+    def folder(self, cfg: ExperimentConfig) -> Path:
+        lam = "" if self.kd_weight is None else f"lam-{self.kd_weight:g}"
+        return Path(cfg.out, "runs", self.method, lam, f"seed-{self.seed}")
+
+    def run_folder(self, cfg: ExperimentConfig) -> RunFolder:
+        return RunFolder(self.folder(cfg))
+
+    def train_config(self, cfg: ExperimentConfig) -> TrainConfig:
+        """The experiment's training budget with this run's seed."""
+        return replace(cfg.train, seed=self.seed)
+
+    def training_arguments(self, cfg: ExperimentConfig) -> dict:
+        """The keyword arguments of :func:`~tfckd_lite.train.run_training` (and
+        :func:`~tfckd_lite.train.training_argv`) besides the config that train this run."""
+        distilled = self.kd_weight is not None
+        return {"preset": cfg.student, "data": str(cfg.data), "out": str(self.folder(cfg)),
+                "method": self.method, "teacher": cfg.teacher if distilled else None,
+                "kd_weight": self.kd_weight, "resume": not self.orphaned(cfg)}
+
+    def argv(self, cfg: ExperimentConfig) -> list[str]:
+        """Arguments of ``python -m tfckd_lite`` that train this run."""
+        return training_argv(self.train_config(cfg), **self.training_arguments(cfg))
+
+    def orphaned(self, cfg: ExperimentConfig) -> bool:
+        """The folder holds files of an unfinished run but not its resume state (e.g. they were
+        committed from another machine, where the state is not kept): nothing can be resumed, so
+        the run starts over (``train`` would otherwise refuse the folder)."""
+        return self.run_folder(cfg).orphaned(cfg.train.epochs)
+
+    def finished(self, cfg: ExperimentConfig) -> bool:
+        return self.run_folder(cfg).finished(cfg.train.epochs)
+
+
+
+
+def reproduce_command(cfg: ExperimentConfig) -> str:
+    """The command line that reproduces ``cfg`` (stored in the results).
+
+    Notebook: 05_distillation.ipynb
+
+    The settings that differ from the defaults, but those that do not change the results
+    (``jobs``, ``device``).
+    """
+    default = ExperimentConfig(data=cfg.data, out=cfg.out)
+    args = ["reproduce", "--data", str(cfg.data), "--out", str(cfg.out)]
+    for key in ("teacher", "student"):
+        if getattr(cfg, key) != getattr(default, key):
+            args += ["--" + key, getattr(cfg, key)]
+    args += config_argv(cfg.train, defaults=default.train, exclude=(*PER_RUN_SETTINGS, "device"))
+    for key in ("test_clips", "grid_extensions"):
+        if getattr(cfg, key) != getattr(default, key):
+            args += ["--" + key.replace("_", "-"), flag_text(getattr(cfg, key))]
+    for key in ("methods", "seeds", "kd_weights"):
+        if getattr(cfg, key) not in (None, getattr(default, key)):
+            args += ["--" + key.replace("_", "-"), *(flag_text(v) for v in getattr(cfg, key))]
+    return "python -m tfckd_lite " + shlex.join(args)

@@ -1,0 +1,265 @@
+"""The experiment folder: its record, how far it has got, and what is committed of it.
+
+Notebook: 05_distillation.ipynb
+
+``<out>/experiment.json`` records the teacher's and the data manifest's sha256 and the settings
+at the first start; a resume with another teacher, data or budget is refused
+(:func:`check_experiment_folder`). :func:`status` says how far the folder has got.
+``make reproduce`` writes into ``experiments/distillation-small/``, which is part of the
+repository: :func:`finished_files` lists what a finished run needs for the table and the
+shipping, :func:`in_progress_files` the resume files of the runs in progress, and
+:func:`stage` stages them with ``git add``, so that a fresh clone continues where the
+committed runs stop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+from .. import __version__
+from ..data import manifest_sha256
+from ..files import atomic_write_bytes, sha256_file
+from ..run_folder import RunFolder
+from .config import SHIPPED_EXTRAS, ExperimentConfig
+from .plan import (UNTIMED_FACTOR, _own_times, epoch_seconds, epoch_times, final_runs, kd_grid,
+                   lambda_source, settled_kd_weight, tuning_runs, validation_score)
+
+#: the folder's record of its teacher, data and settings, and the teacher's cached test scores
+RECORD_FILE = "experiment.json"
+TEACHER_SCORES_FILE = "teacher.test.json"
+class ExperimentMismatchError(RuntimeError):
+    """An experiment folder was started with another teacher, other data or another budget.
+
+    Notebook: 05_distillation.ipynb
+    """
+
+
+#: settings that may change between sessions of one experiment (they do not change results)
+_FREE_SETTINGS = ("jobs", "device")
+
+
+def check_experiment_folder(cfg: ExperimentConfig) -> dict:
+    """Record (first start) or check (resume) the teacher, data and budget of ``cfg.out``.
+
+    Notebook: 05_distillation.ipynb
+
+    ``<out>/experiment.json`` holds the configuration, the λ grid each tuned method starts from
+    (:func:`kd_grid`) and the sha256 of the teacher file and of the data's manifest (which
+    lists every file's sha256). A full experiment takes many hours on a CPU, so it is resumed
+    across sessions and machines, with the data rebuilt on each;
+    resuming with a retrained teacher, a differently built set or another budget would silently
+    mix runs that are not comparable (finished runs are not retrained), so it raises
+    :class:`ExperimentMismatchError` naming what differs. ``jobs`` and ``device`` may change,
+    and methods may be added (the record is updated); none may be removed.
+    """
+    digest = sha256_file(cfg.teacher_file())
+    data_digest = manifest_sha256(cfg.data)
+    # the grids each tuned method starts from (TUNING_GRIDS lives in the code, not the config)
+    grids = {m: list(kd_grid(m, cfg)) for m in cfg.methods
+             if m != "none" and lambda_source(m, cfg) == m}
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_SETTINGS}
+    settings = json.loads(json.dumps(settings))        # tuples -> lists, as stored
+    record = Path(cfg.out) / RECORD_FILE
+    if record.is_file():
+        stored = json.loads(record.read_text())
+        if stored["teacher_sha256"] != digest:
+            raise ExperimentMismatchError(
+                f"{cfg.out} was started with another version of the teacher {cfg.teacher!r} "
+                f"(sha256 {stored['teacher_sha256'][:12]}..., now {digest[:12]}...); its runs "
+                "cannot be mixed with new ones: use a new --out")
+        if stored.get("data_manifest_sha256") != data_digest:
+            raise ExperimentMismatchError(
+                f"{cfg.out} was started on other data than {cfg.data} (manifest sha256 "
+                f"{str(stored.get('data_manifest_sha256'))[:12]}..., now {str(data_digest)[:12]}"
+                "...); rebuild the set with the same builder and profile, or use a new --out")
+        # a setting added to ExperimentConfig after the folder was started is absent from it:
+        # it compares as its default (e.g. grid_extensions, added while phase 1 of the first
+        # full experiment was running; no λ had been chosen yet)
+        defaults = json.loads(json.dumps(ExperimentConfig.default_settings()))
+        saved = {**defaults, **stored["config"]}
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        # methods may be added (e.g. an ablation added to the registry while the experiment
+        # ran): each run is independent, so the finished ones stay comparable
+        added = "methods" in changed and set(saved["methods"]) <= set(settings["methods"])
+        if added:
+            del changed["methods"]
+        # recorded since the first committed experiment (absent from a record: record it now)
+        known = stored.get("tuning_grids", grids)
+        changed.update({f"λ grid of {m}": (known[m], g) for m, g in grids.items()
+                        if m in known and known[m] != g})
+        if changed:
+            detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ExperimentMismatchError(f"{cfg.out} was started with other settings ({detail}); "
+                                          "use the same settings or a new --out")
+        if added or any(m not in known for m in grids) or "tuning_grids" not in stored:
+            stored = {**stored, "config": {**stored["config"], "methods": settings["methods"]},
+                      "tuning_grids": {**known, **grids}}
+            atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
+        return stored
+    record.parent.mkdir(parents=True, exist_ok=True)
+    stored = {"config": settings, "teacher_sha256": digest, "data_manifest_sha256": data_digest,
+              "tuning_grids": grids, "library_version": __version__}
+    atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
+    return stored
+
+
+def status(cfg: ExperimentConfig) -> dict:
+    """How far an experiment folder has got, and a rough estimate of the time left.
+
+    Notebook: 05_distillation.ipynb
+
+    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed", "jobs"}``. Each run
+    has its ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is
+    chosen), ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far
+    (what tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the
+    final seeds still to come; the estimate sums over them the epochs left times
+    :func:`epoch_seconds` (the method's median measured epoch time, or that of the method it
+    ablates; for a method with no epoch measured yet, listed in ``untimed``, the fastest
+    measured method's times :data:`UNTIMED_FACTOR`, which errs high).
+    ``seconds_left`` is run time summed over runs, ``None`` only while no epoch at all has been
+    measured; with ``jobs`` runs side by side (whose epoch times were measured that way) the
+    wall clock left is roughly ``seconds_left / jobs``, which :func:`format_status` prints too.
+    A λ-grid extension (:func:`tuned_grid`) is planned only once the runs that call for it
+    have finished.
+    """
+    runs = tuning_runs(cfg)
+    # a method's λ is known as soon as its own tuning is over, as in the scheduler
+    chosen = {m: settled_kd_weight(m, cfg) for m in cfg.methods}
+    planned = runs + [r for r in final_runs(cfg, chosen) if r not in runs and
+                      (r.method == "none" or r.kd_weight is not None or r.seed != cfg.seeds[0]
+                       or lambda_source(r.method, cfg) != r.method)]
+    times = epoch_times(cfg)
+    epochs = cfg.train.epochs
+    rows, left, untimed = [], 0.0, []
+    for run in planned:
+        known = run.kd_weight is not None or run.method == "none"
+        history = run.run_folder(cfg).history() if known else []
+        done = min(len(history), epochs)
+        rows.append({"method": run.method, "kd_weight": run.kd_weight if known else None,
+                     "seed": run.seed, "epochs_done": done,
+                     "valid_pesq_wb": validation_score(run, cfg) if history else None})
+        if done < epochs:
+            if not _own_times(run.method, times) and run.method not in untimed:
+                untimed.append(run.method)
+            per_epoch = epoch_seconds(run.method, times)
+            left += (epochs - done) * (math.nan if per_epoch is None else per_epoch)
+    measured = any(times.values())
+    return {"runs": rows, "done": sum(r["epochs_done"] == epochs for r in rows),
+            "total": len(rows), "seconds_left": left if measured else None,
+            "untimed": untimed, "jobs": cfg.jobs}
+
+
+def format_status(report: dict, epochs: int) -> str:
+    """:func:`status` as text: one line per run and a summary line.
+
+    Notebook: 05_distillation.ipynb
+    """
+    lines = [f"{'method':<18} {'λ':>6} {'seed':>4}  epochs  best valid PESQ-WB"]
+    for r in report["runs"]:
+        lam = "–" if r["method"] == "none" else ("?" if r["kd_weight"] is None
+                                                 else f"{r['kd_weight']:g}")
+        score = "" if r.get("valid_pesq_wb") is None else f"{r['valid_pesq_wb']:.3f}"
+        lines.append(f"{r['method']:<18} {lam:>6} {r['seed']:>4}  "
+                     f"{r['epochs_done']:>2}/{epochs:<3}  {score:>18}".rstrip())
+    left = report["seconds_left"]
+    eta = "unknown until a run has trained an epoch" if left is None else \
+        f"about {left / 3600:.1f} h of training left at the measured epoch times"
+    jobs = report.get("jobs", 1)
+    if left and jobs > 1:
+        eta += f" (roughly {left / jobs / 3600:.1f} h of wall clock with {jobs} runs side by side)"
+    lines.append(f"{report['done']} of {report['total']} runs finished; {eta}")
+    if left is not None and report.get("untimed"):
+        lines.append(f"not yet timed, counted at {UNTIMED_FACTOR:g} x the fastest measured "
+                     "method's epoch time: " + ", ".join(report["untimed"]))
+    return "\n".join(lines)
+
+
+def finished_files(cfg: ExperimentConfig) -> list[Path]:
+    """What may be committed of ``cfg.out`` as it is: ``experiment.json``, the teacher's cached
+    test scores (``teacher.test.json``) and the folder of every run that has trained all its
+    epochs (the folder's ``.gitignore`` leaves out their resume state, logs and locks). A run in
+    progress is not listed: its files are only of use with its resume state, which
+    :func:`in_progress_files` lists. The report (``results.*``) is not listed: ``--ship`` copies
+    it into the package, and a fresh clone rewrites it from the cached scores in seconds.
+
+    Notebook: 05_distillation.ipynb
+    """
+    out = Path(cfg.out)
+    listed = [out / name for name in (RECORD_FILE, TEACHER_SCORES_FILE)
+              if (out / name).is_file()]
+    for history in sorted(out.glob(f"runs/*/**/{RunFolder.HISTORY}")):
+        if RunFolder(history.parent).finished(cfg.train.epochs):
+            listed.append(history.parent)
+    return listed
+
+
+def in_progress_files(cfg: ExperimentConfig) -> list[Path]:
+    """The files a fresh clone needs to continue each run in progress of ``cfg.out``: its resume
+    state (``last.state.safetensors``, ignored by the folder's ``.gitignore``, so it is added with
+    ``git add -f``) and the outputs of its epochs so far (best weights and their description,
+    ``history.json``, and the distiller extras where the ``.gitignore`` keeps them). A finished
+    run (:func:`finished_files`) or a folder without a state is not listed.
+
+    Notebook: 05_distillation.ipynb
+    """
+    listed: list[Path] = []
+    for state in sorted(Path(cfg.out).glob(f"runs/*/**/{RunFolder.STATE}")):
+        folder = RunFolder(state.parent)
+        if folder.finished(cfg.train.epochs):
+            continue
+        method = folder.path.relative_to(Path(cfg.out, "runs")).parts[0]
+        outputs = folder.outputs(extras=method in SHIPPED_EXTRAS)
+        listed += [state] + [path for path in outputs if path.is_file()]
+    return listed
+
+
+def stage(cfg: ExperimentConfig, in_progress: bool = True) -> dict[str, list[str]]:
+    """``git add`` what another machine needs to resume ``cfg.out`` (``make reproduce-stage``).
+
+    Run from inside the git checkout that holds ``cfg.out``. Stages ``experiment.json`` and every
+    finished run (:func:`finished_files`), stops tracking the resume state of runs that have
+    finished since it was committed (``git rm --cached``: the run no longer needs it, and a TFCKD
+    state is about 7 MB), and force-adds the resume files of the runs in progress
+    (:func:`in_progress_files`), so that a fresh clone continues them from their last
+    checkpoint. ``in_progress=False`` leaves the runs in progress out (``make reproduce-stage
+    STAGE=finished``): for a commit in the middle of a session, whose resume states would only
+    be superseded by the next. Returns ``{"added": [...], "untracked": [...],
+    "in_progress": [...]}``.
+
+    Why commit resume states at all: without them a run cut off by the end of a lent session
+    starts over on the next machine, so ``--hours`` must leave a slot idle rather than start a
+    run that will not fit (see the module docstring: a third to a half of a 2-core session
+    once only TFCKD runs remain). Only the runs in progress at a commit carry a state, and it
+    leaves the index as soon as its run has finished.
+
+    Notebook: 05_distillation.ipynb
+    """
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+        except FileNotFoundError:
+            raise RuntimeError("stage needs git on the PATH") from None
+        except subprocess.CalledProcessError as error:
+            raise RuntimeError(f"git {' '.join(args[:2])} failed: {error.stderr.strip()}") from None
+        return done.stdout
+
+    out = Path(cfg.out)
+    git("rev-parse", "--show-toplevel")          # a clear error outside a checkout
+    added = [str(path) for path in finished_files(cfg)]
+    if added:
+        git("add", "--", *added)
+    # (git prints paths relative to the working directory: compare resolved paths)
+    tracked_states = git("ls-files", "--", str(out / "runs" / f"*{RunFolder.STATE}")).splitlines()
+    resuming = [str(path) for path in in_progress_files(cfg)]
+    kept = {Path(path).resolve() for path in resuming}      # states that stay tracked
+    retired = [path for path in tracked_states if Path(path).resolve() not in kept]
+    if retired:
+        git("rm", "-q", "--cached", "--ignore-unmatch", "--", *retired)
+    staged = resuming if in_progress else []
+    if staged:
+        git("add", "-f", "--", *staged)
+    return {"added": added, "untracked": retired, "in_progress": staged}

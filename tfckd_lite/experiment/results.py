@@ -1,0 +1,333 @@
+"""The results: test scores of every final run, their statistics and the clip-by-clip comparison.
+
+Notebook: 05_distillation.ipynb
+
+:func:`collect_results` scores each run's best epoch (chosen on validation PESQ-WB) and the
+teacher on the test split (cached in each run's ``test.json``), and aggregates per method: mean
+± sample std over seeds, the share of the teacher–student gap closed, the training time, and
+how decisive the learnt calibration ended up (:func:`final_calibration_spread`,
+:func:`run_calibration_agreement`). :func:`paired_comparison` compares ``tfckd`` with every
+other method clip by clip, with a bootstrap interval over the test clips
+(:func:`paired_verdicts` sorts what those intervals support).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..files import atomic_write_bytes, sha256_file
+from ..run_folder import RunFolder
+from .config import SHIPPED_EXTRAS, ExperimentConfig, reproduce_command
+from .folder import TEACHER_SCORES_FILE
+from .plan import final_runs, validation_score
+
+#: the metrics of the table: key, label, decimals
+METRICS = (("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("estoi", "ESTOI", 3),
+           ("si_sdr", "SI-SDR (dB)", 2))
+
+
+#: the method compared clip by clip with every other one, and on which metrics
+PAIRED_REFERENCE = "tfckd"
+PAIRED_METRICS = ("pesq_wb", "si_sdr")
+
+
+def _test_scores(model_file: Path, cache: Path, cfg: ExperimentConfig, progress: bool) -> dict:
+    """Test-split scores of a model file, ``{"summary", "records"}`` of :func:`evaluate`,
+    cached next to it (keyed by the file's hash)."""
+    from ..checkpoint import load_model
+    from ..data import open_corpus
+    from ..metrics import evaluate
+
+    digest = sha256_file(model_file)
+    key = {"model_sha256": digest, "data": str(cfg.data), "test_clips": cfg.test_clips}
+    if cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return {"summary": stored["summary"], "records": stored["records"]}
+    model = load_model(model_file)
+    report = evaluate(model.enhance, open_corpus(cfg.data, "test"), max_clips=cfg.test_clips,
+                      progress=progress)
+    atomic_write_bytes(cache, (json.dumps({"key": key, "summary": report["summary"],
+                                           "records": report["records"]}, indent=1) + "\n"
+                               ).encode())
+    return {"summary": report["summary"], "records": report["records"]}
+
+
+def _mean_std(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=float)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return {"mean": float(arr.mean()), "std": std, "n": int(len(arr))}
+
+
+def _complexity(cfg: ExperimentConfig) -> dict:
+    """Student/teacher parameters and GFLOP/s, and each method's extra training parameters."""
+    from ..checkpoint import load_model
+    from ..distill import build_distiller
+    from ..losses import compressed_spectral_loss
+    from ..models import build_model, count_flops
+
+    teacher = load_model(cfg.teacher_file())
+    student = build_model(cfg.student)
+    extra = {}
+    for method in cfg.methods:
+        distiller = build_distiller(method, teacher if method != "none" else None, student,
+                                    cfg.train.batch_size, cfg.train.segment_frames,
+                                    se_loss=compressed_spectral_loss)
+        extra[method] = sum(p.numel() for p in distiller.extra_parameters())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"student_params": count(student), "student_gflops": count_flops(student) / 1e9,
+            "teacher_params": count(teacher), "teacher_gflops": count_flops(teacher) / 1e9,
+            "extra_params": extra}
+
+
+def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
+                      metrics: tuple[str, ...] = PAIRED_METRICS, confidence: float = 0.95,
+                      resamples: int = 10_000, groups: dict[str, str] | None = None) -> dict:
+    """How ``reference`` compares with every other method clip by clip on the test split.
+
+    Notebook: 05_distillation.ipynb
+
+    ``records`` maps each method to the per-clip test records (:func:`metrics.evaluate`) of
+    each of its seeds. Per clip, each method's score is averaged over its seeds; the
+    difference ``reference − method`` is then summarised over clips by its mean, a bootstrap
+    interval (:func:`metrics.bootstrap_mean_interval`) and the share of clips on which the
+    reference scores higher. Why paired: every method enhances the same clips, and most of the
+    spread of a test mean comes from the clips (how hard each is), which a per-clip difference
+    cancels; the table's ± over seeds cannot show whether a small difference holds up. The
+    interval covers the draw of test clips only; the seed-to-seed spread stays in the ± column.
+    A clip unscorable for either side (NaN) is left out.
+
+    ``groups`` (clip name -> label, e.g. the noise type of each test clip) adds the same
+    summary per group under ``"by"``: where a method's gain comes from.
+
+    Returns ``{"reference", "confidence", "resamples", "methods": {method: {metric: {"mean",
+    "low", "high", "better", "n", "dropped"[, "by": {label: {...}}]}}}}``.
+    """
+    from ..metrics import bootstrap_mean_interval
+
+    if reference not in records:
+        raise KeyError(f"no records for the reference method {reference!r}")
+
+    def per_clip(method: str, metric: str) -> tuple[list[str], np.ndarray]:
+        seeds = records[method]
+        if not seeds or not seeds[0]:
+            raise ValueError(f"no test records for {method!r}")
+        names = [r["name"] for r in seeds[0]]
+        for other in seeds[1:]:
+            if [r["name"] for r in other] != names:
+                raise ValueError(f"the seeds of {method!r} were scored on different clips")
+        return names, np.array([[r[metric] for r in seed] for seed in seeds]).mean(axis=0)
+
+    def summarise(diff: np.ndarray) -> dict:
+        entry = bootstrap_mean_interval(diff, confidence, resamples)
+        entry["better"] = float(np.mean(diff[np.isfinite(diff)] > 0))
+        return entry
+
+    references = {metric: per_clip(reference, metric) for metric in metrics}
+    compared = {}
+    for method in records:
+        if method == reference:
+            continue
+        compared[method] = {}
+        for metric in metrics:
+            names, mine = per_clip(method, metric)
+            ref_names, ref = references[metric]
+            if names != ref_names:
+                raise ValueError(f"{reference!r} and {method!r} were scored on different clips")
+            diff = ref - mine
+            entry = summarise(diff)
+            if groups is not None:
+                missing = [n for n in names if n not in groups]
+                if missing:
+                    raise ValueError(f"{len(missing)} clips have no group (first {missing[0]!r})")
+                labels = np.array([str(groups[n]) for n in names])
+                entry["by"] = {label: summarise(diff[labels == label])
+                               for label in sorted(set(labels))}
+            compared[method][metric] = entry
+    return {"reference": reference, "confidence": confidence, "resamples": resamples,
+            "methods": compared}
+
+
+def paired_verdicts(paired: dict) -> dict[str, dict[str, list[str]]]:
+    """Sort the methods of a :func:`paired_comparison` per metric by what its clips support:
+    ``{metric: {"higher": [...], "lower": [...], "undecided": [...]}}``, where the reference
+    scores higher than the methods whose interval lies above 0, lower than those whose interval
+    lies below 0, and the rest are differences the test clips cannot tell from luck.
+
+    Notebook: 05_distillation.ipynb
+    """
+    verdicts: dict[str, dict[str, list[str]]] = {}
+    for method, entry in paired["methods"].items():
+        for metric, e in entry.items():
+            side = "higher" if e["low"] > 0 else "lower" if e["high"] < 0 else "undecided"
+            verdicts.setdefault(metric, {"higher": [], "lower": [], "undecided": []})[side].append(
+                method)
+    return verdicts
+
+
+def _test_clip_groups(cfg: ExperimentConfig, field: str) -> dict[str, str] | None:
+    """``{clip name: label}`` of the test split for a field its corpus logs (e.g. ``noise``);
+    ``None`` when the corpus does not log it."""
+    from ..data import open_corpus
+
+    test = open_corpus(cfg.data, "test")
+    labels = {}
+    for i in range(len(test)):
+        info = test.info(i)
+        if info.get(field) is None:
+            return None
+        labels[info["name"]] = str(info[field])
+    return labels
+
+
+def final_calibration_spread(history: list[dict], epochs: int) -> dict | None:
+    """How decisive a run's learnt calibration ended up: ``{stage: {stream: spread}}``.
+
+    Notebook: 05_distillation.ipynb (the results table; notebook 04 explains the ceiling)
+
+    :func:`~tfckd_lite.distill.calibration.stage_spreads` of the mean weights that ``train``
+    recorded on its fixed batch after the last of ``epochs`` epochs: 0 is uniform, 2 the
+    ceiling of the SemCKD normalisation. A run without learnt calibration (no
+    ``"calibration"`` in its history) gives ``None``.
+    """
+    from ..distill import stage_spreads
+
+    recorded = [h["calibration"] for h in history[:epochs] if "calibration" in h]
+    return stage_spreads(recorded[-1]) if recorded else None
+
+
+def _mean_spread(spreads: list[dict | None]) -> dict | None:
+    """Per stage and stream, the mean over seeds of :func:`final_calibration_spread`."""
+    spreads = [s for s in spreads if s is not None]
+    if not spreads:
+        return None
+    return {stage: {stream: float(np.mean([s[stage][stream] for s in spreads]))
+                    for stream in streams}
+            for stage, streams in spreads[0].items()}
+
+
+def _total_agreement(agreements: list[dict | None]) -> dict | None:
+    """Rows that agree and rows in all, summed over the seeds of :func:`run_calibration_agreement`."""
+    agreements = [a for a in agreements if a is not None]
+    if not agreements:
+        return None
+    return {"agree": sum(a["agree"] for a in agreements),
+            "rows": sum(a["rows"] for a in agreements), "runs": len(agreements)}
+
+
+def calibration_probe(cfg: ExperimentConfig):
+    """The batch on which :func:`run_calibration_agreement` reads the trained weights: the first
+    training-shaped batch (``batch_size`` x ``segment_seconds``, loader seed 0) of the
+    *validation* split, so that no training utterance and no test utterance is involved.
+
+    Notebook: 05_distillation.ipynb
+    """
+    from ..data import make_loader, open_corpus
+
+    loader = make_loader(open_corpus(cfg.data, "valid"), batch_size=cfg.train.batch_size,
+                         segment_seconds=cfg.train.segment_seconds, seed=0)
+    return next(iter(loader))[0]
+
+
+def run_calibration_agreement(folder: Path, teacher, probe) -> dict | None:
+    """Does each student layer of a trained run weigh most the teacher layer it is closest to?
+
+    Notebook: 04_calibration_weights.ipynb (the same check on the shipped distiller)
+
+    Rebuilds the run's distiller (``best.safetensors`` + ``best.extras.safetensors``,
+    :func:`~tfckd_lite.checkpoint.load_trained_distiller`) around ``teacher`` and compares, on
+    ``probe`` (noisy waveforms, :func:`calibration_probe`), the calibration weights with the
+    uncalibrated pair divergences (:func:`~tfckd_lite.distill.calibration_agreement`).
+    Returns ``{"agree", "rows", "by_stage"}``: the rows (student layer x stream, over every
+    stage) whose most-weighed teacher layer is the closest one, how many rows there are, and
+    the per-stage detail; ``None`` for a run without learnt calibration or without its extras
+    (only :data:`SHIPPED_EXTRAS` are committed, so a fresh clone has no others).
+    """
+    from ..checkpoint import load_trained_distiller
+    from ..distill import calibration_agreement
+
+    run = RunFolder(folder)
+    if not run.best_extras.is_file():
+        return None
+    distiller = load_trained_distiller(run.best, run.best_extras, teacher)
+    if getattr(distiller, "calibration", None) is None:
+        return None
+    spec = distiller.student.stft(probe)
+    by_stage = calibration_agreement(distiller.calibration_weights(spec),
+                                     distiller.pair_divergences(spec))
+    rows = [f == c for streams in by_stage.values() for r in streams.values()
+            for f, c in zip(r["favoured"], r["closest"])]
+    return {"agree": sum(rows), "rows": len(rows), "by_stage": by_stage}
+
+
+def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
+    """Score every final run and the teacher on the test split and aggregate (``results.json``).
+
+    With ``tfckd`` among the methods, the results also compare it clip by clip with every
+    other method, overall and per noise type of the test clips where the corpus logs it
+    (``"paired"``, :func:`paired_comparison`).
+
+    Notebook: 05_distillation.ipynb
+    """
+    from ..checkpoint import load_model
+
+    runs = final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()})
+    epochs = cfg.train.epochs
+    per_run = []
+    teacher = load_model(cfg.teacher_file())
+    probe = calibration_probe(cfg)
+    clip_records: dict[str, list[list[dict]]] = {}
+    for run in runs:
+        folder = run.run_folder(cfg)
+        scored = _test_scores(folder.best, folder.test_scores, cfg, progress)
+        summary = scored["summary"]
+        clip_records.setdefault(run.method, []).append(scored["records"])
+        history = folder.history()
+        per_run.append({"method": run.method, "kd_weight": run.kd_weight, "seed": run.seed,
+                        "folder": str(folder.path), "valid_pesq_wb": validation_score(run, cfg),
+                        "train_seconds": epochs * float(np.median(
+                            [h["seconds"] for h in history[:epochs]])),
+                        "calibration_spread": final_calibration_spread(history, epochs),
+                        "calibration_agreement": (
+                            run_calibration_agreement(folder.path, teacher, probe)
+                            if run.method in SHIPPED_EXTRAS else None),
+                        "test": {k: summary[k] for k in summary if isinstance(summary[k], float)}})
+    teacher_scores = _test_scores(cfg.teacher_file(), Path(cfg.out, TEACHER_SCORES_FILE), cfg,
+                                  progress)["summary"]
+    first = per_run[0]["test"]
+    rows = {"noisy": {k: {"mean": first[f"input_{k}"], "std": 0.0, "n": 1} for k, _, _ in METRICS},
+            "teacher": {k: {"mean": teacher_scores[k], "std": 0.0, "n": 1}
+                        for k, _, _ in METRICS}}
+    methods = {}
+    for method in cfg.methods:
+        mine = [r for r in per_run if r["method"] == method]
+        methods[method] = {
+            "kd_weight": chosen[method]["kd_weight"],
+            "tuned_with": chosen[method]["tuned_with"],
+            "tuning_valid_pesq_wb": chosen[method]["valid_pesq_wb"],
+            "scores": {k: _mean_std([r["test"][k] for r in mine]) for k, _, _ in METRICS},
+            "train_seconds": _mean_std([r["train_seconds"] for r in mine]),
+            "best_seed": max(mine, key=lambda r: r["valid_pesq_wb"])["seed"],
+            "calibration_spread": _mean_spread([r["calibration_spread"] for r in mine]),
+            "calibration_agreement": _total_agreement([r["calibration_agreement"]
+                                                       for r in mine]),
+        }
+    base = methods["none"]["scores"]
+    for method, entry in methods.items():
+        entry["gap_closed"] = {}
+        for key, _, _ in METRICS:
+            gap = rows["teacher"][key]["mean"] - base[key]["mean"]
+            gained = entry["scores"][key]["mean"] - base[key]["mean"]
+            entry["gap_closed"][key] = gained / gap if gap > 0 else float("nan")
+    paired = None
+    if PAIRED_REFERENCE in clip_records and len(clip_records) > 1:
+        paired = paired_comparison(clip_records, PAIRED_REFERENCE,
+                                   groups=_test_clip_groups(cfg, "noise"))
+    return {"config": cfg.to_dict(), "command": reproduce_command(cfg), "rows": rows,
+            "methods": methods, "paired": paired, "runs": per_run,
+            "complexity": _complexity(cfg), "teacher_test": teacher_scores,
+            "library_version": __version__}
