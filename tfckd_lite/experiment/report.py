@@ -20,7 +20,7 @@ import numpy as np
 
 from ..files import atomic_write_bytes
 from .config import SHIPPED_EXTRAS, ExperimentConfig, Run
-from .results import METRICS
+from .results import METRICS, paired_verdicts, verdict_interval
 from .statistics import SEEDS_NEEDED_LIMIT
 
 #: where --ship writes the report (inside the package), and its file stem
@@ -183,15 +183,15 @@ def _seed_entries(paired: dict):
 
 def _bootstrap_width_text(paired: dict) -> str:
     """Median width of the two-level bootstrap interval over that of the t interval, per number
-    of seeds, in words: e.g. "0.38 times (3 seeds)"."""
+    of seeds, in words: e.g. "0.38 of the t interval's with 3 seeds"."""
     ratios: dict[int, list[float]] = {}
     for _, _, e in _seed_entries(paired):
         t, boot = e["t_test"], e["bootstrap"]
         if t["high"] > t["low"]:
             ratios.setdefault(len(e["seeds"]), []).append(
                 (boot["high"] - boot["low"]) / (t["high"] - t["low"]))
-    return ", ".join(f"{np.median(r):.2f} times ({n} seeds)" for n, r in sorted(ratios.items())) \
-        or "(no seed-level comparison)"
+    return ", ".join(f"{np.median(r):.2f} of the t interval's with {n} seeds"
+                     for n, r in sorted(ratios.items())) or "not measured (no seed-level comparison)"
 
 
 def seed_level_markdown(paired: dict) -> str:
@@ -201,8 +201,6 @@ def seed_level_markdown(paired: dict) -> str:
 
     Notebook: 05_distillation.ipynb
     """
-    from .results import paired_verdicts
-
     ref, share = paired["reference"], f"{100 * paired['confidence']:g} %"
     labels = dict((key, label) for key, label, _ in METRICS)
     digits = dict((key, d) for key, _, d in METRICS)
@@ -218,8 +216,8 @@ def seed_level_markdown(paired: dict) -> str:
              "two-level bootstrap (resample the seeds, then the clips within each) carries both "
              "variances too, but with few seeds it is too narrow: it sees only as many seed "
              "means as there are seeds and none of the heavy tails of the t distribution "
-             "(`experiment.statistics`); here it is " + _bootstrap_width_text(paired)
-             + " the width of the t interval. It is shown for comparison only.",
+             "(`experiment.statistics`); here its width is " + _bootstrap_width_text(paired)
+             + " (median over the comparisons). It is shown for comparison only.",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, key, e in _seed_entries(paired):
         d, t, boot = digits[key] + 1, e["t_test"], e["bootstrap"]
@@ -333,8 +331,6 @@ def plot_paired(paired: dict, axes=None):
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-
-    from .results import verdict_interval
 
     methods = list(paired["methods"])
     metrics = list(paired["methods"][methods[0]])
