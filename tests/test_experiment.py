@@ -787,8 +787,9 @@ def test_paired_comparison_averages_seeds_and_pairs_clips():
                               "si_sdr": [v + sdr for v in base["si_sdr"]]})
 
     # the reference's two seeds differ by ± 0.1 and average to +0.05 / +1.0 over 'none'
-    records = {"tfckd": [shifted(0.15, 1.5), shifted(-0.05, 0.5)], "none": [shifted(0, 0)] * 3,
-               "output": [shifted(0.05, 1.0)] * 3}
+    records = {"tfckd": {0: shifted(0.15, 1.5), 1: shifted(-0.05, 0.5)},
+               "none": dict.fromkeys((0, 1, 2), shifted(0, 0)),
+               "output": dict.fromkeys((0, 1, 2), shifted(0.05, 1.0))}
     result = experiment.paired_comparison(records, "tfckd")
     assert result["reference"] == "tfckd" and set(result["methods"]) == {"none", "output"}
     none = result["methods"]["none"]
@@ -799,44 +800,58 @@ def test_paired_comparison_averages_seeds_and_pairs_clips():
     tie = result["methods"]["output"]["si_sdr"]
     assert tie["mean"] == pytest.approx(0.0, abs=1e-9)
     # an interval above 0 is a difference the clips support; one around 0 is not
-    assert experiment.paired_verdicts(result) == {
+    assert experiment.paired_verdicts(result, level="clip") == {
         "pesq_wb": {"higher": ["none"], "lower": [], "undecided": ["output"]},
         "si_sdr": {"higher": ["none"], "lower": [], "undecided": ["output"]}}
     assert experiment.paired_verdicts(experiment.paired_comparison(
-        {"none": records["none"], "tfckd": records["tfckd"]}, "none"))["pesq_wb"]["lower"] == [
-        "tfckd"]
+        {"none": records["none"], "tfckd": records["tfckd"]}, "none"),
+        level="clip")["pesq_wb"]["lower"] == ["tfckd"]
+    # across the two seeds the reference's gain over 'none' is +0.15 then -0.05: the clips
+    # cannot see that, the seed level can, and the default verdicts are the seed level's
+    seeds = none["pesq_wb"]["seed_level"]
+    assert seeds["seeds"] == [0, 1] and seeds["per_seed"] == pytest.approx([0.15, -0.05])
+    assert seeds["t_test"]["low"] < 0 < seeds["t_test"]["high"]
+    assert experiment.paired_verdicts(result)["pesq_wb"]["undecided"] == ["none", "output"]
+    with pytest.raises(ValueError, match="level"):
+        experiment.paired_verdicts(result, level="seeds")
     # noisy differences: an interval around the mean; a clip unscorable for one side is dropped
     noisy = [dict(r) for r in shifted(0, 0)]
     for r, e in zip(noisy, torch.randn(200, generator=rng).tolist()):
         r["pesq_wb"] += 0.2 * e
     noisy[3]["pesq_wb"] = float("nan")
-    entry = experiment.paired_comparison({"tfckd": [noisy], "none": [shifted(0, 0)]},
+    entry = experiment.paired_comparison({"tfckd": {0: noisy}, "none": {0: shifted(0, 0)}},
                                          "tfckd")["methods"]["none"]["pesq_wb"]
     assert entry["n"] == 199 and entry["dropped"] == 1
+    # one seed: no seed-level comparison, and no seed-level verdict either way
+    assert entry["seed_level"] is None
     assert entry["low"] < entry["mean"] < entry["high"] and entry["high"] - entry["low"] < 0.08
     # per group of clips (e.g. noise type): the reference gains +0.2 on the first 50 clips only
     gained = [dict(r) for r in shifted(0, 0)]
     for r in gained[:50]:
         r["pesq_wb"] += 0.2
     groups = {f"clip{i}": "babble" if i < 50 else "pink" for i in range(200)}
-    by = experiment.paired_comparison({"tfckd": [gained], "none": [shifted(0, 0)]}, "tfckd",
+    by = experiment.paired_comparison({"tfckd": {0: gained}, "none": {0: shifted(0, 0)}}, "tfckd",
                                       groups=groups)["methods"]["none"]["pesq_wb"]
     assert by["mean"] == pytest.approx(0.05)
     assert by["by"]["babble"]["mean"] == pytest.approx(0.2) and by["by"]["babble"]["n"] == 50
     assert by["by"]["pink"]["mean"] == pytest.approx(0.0, abs=1e-12)
     assert by["by"]["pink"]["better"] == 0.0 and by["by"]["babble"]["better"] == 1.0
     with pytest.raises(ValueError, match="no group"):
-        experiment.paired_comparison({"tfckd": [gained], "none": [shifted(0, 0)]}, "tfckd",
+        experiment.paired_comparison({"tfckd": {0: gained}, "none": {0: shifted(0, 0)}}, "tfckd",
                                      groups={"clip0": "babble"})
     # clips must match, between seeds and between methods
     with pytest.raises(ValueError, match="different clips"):
-        experiment.paired_comparison({"tfckd": [shifted(0, 0)], "none": [shifted(0, 0)[::-1]]},
-                                     "tfckd")
+        experiment.paired_comparison({"tfckd": {0: shifted(0, 0)},
+                                      "none": {0: shifted(0, 0)[::-1]}}, "tfckd")
     with pytest.raises(ValueError, match="seeds of 'none'"):
         experiment.paired_comparison(
-            {"tfckd": [shifted(0, 0)], "none": [shifted(0, 0), shifted(0, 0)[1:]]}, "tfckd")
+            {"tfckd": {0: shifted(0, 0)}, "none": {0: shifted(0, 0), 1: shifted(0, 0)[1:]}},
+            "tfckd")
     with pytest.raises(KeyError, match="reference"):
-        experiment.paired_comparison({"none": [shifted(0, 0)]}, "tfckd")
+        experiment.paired_comparison({"none": {0: shifted(0, 0)}}, "tfckd")
+    # seeds are paired by number, so a list (seed order unknown) is refused
+    with pytest.raises(TypeError, match="seed numbers"):
+        experiment.paired_comparison({"tfckd": [shifted(0, 0)], "none": [shifted(0, 0)]}, "tfckd")
 
 
 def test_results_compare_tfckd_clip_by_clip(finished):
@@ -846,8 +861,9 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     paired = results["paired"]
     assert paired["reference"] == "tfckd" and list(paired["methods"]) == ["none"]
     # recomputed from the runs' cached per-clip test scores
-    records = {m: [json.loads((Path(r["folder"]) / RunFolder.TEST_SCORES).read_text())["records"]
-                   for r in results["runs"] if r["method"] == m] for m in ("tfckd", "none")}
+    records = {m: {r["seed"]: json.loads((Path(r["folder"]) / RunFolder.TEST_SCORES).read_text()
+                                         )["records"]
+                   for r in results["runs"] if r["method"] == m} for m in ("tfckd", "none")}
     test = open_corpus(cfg.data, "test")
     noise = {test.info(i)["name"]: test.info(i)["noise"] for i in range(len(test))}
     assert paired == json.loads(json.dumps(experiment.paired_comparison(records, "tfckd",
@@ -856,9 +872,9 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     assert set(by_noise) == {noise[r["name"]] for r in records["none"][0]}
     assert sum(e["n"] for e in by_noise.values()) == cfg.test_clips
     entry = paired["methods"]["none"]["si_sdr"]
-    expected = sum(sum(r["si_sdr"] for r in seed) for seed in records["tfckd"]) / \
+    expected = sum(sum(r["si_sdr"] for r in seed) for seed in records["tfckd"].values()) / \
         (len(records["tfckd"]) * cfg.test_clips) - \
-        sum(sum(r["si_sdr"] for r in seed) for seed in records["none"]) / \
+        sum(sum(r["si_sdr"] for r in seed) for seed in records["none"].values()) / \
         (len(records["none"]) * cfg.test_clips)
     assert entry["mean"] == pytest.approx(expected) and entry["n"] == cfg.test_clips
     table = experiment.results_markdown(results)
@@ -872,6 +888,84 @@ def test_results_compare_tfckd_clip_by_clip(finished):
     fig, axes = experiment.plot_paired(paired)
     assert len(axes) == 2 and [t.get_text() for t in axes[0].get_yticklabels()] == ["none"]
     plt.close(fig)
+
+
+def test_results_compare_tfckd_seed_by_seed_and_mark_the_tuning_seed(finished):
+    from tfckd_lite.experiment.statistics import seed_level_comparison
+
+    cfg, results = finished
+    paired = results["paired"]
+    records = {m: {r["seed"]: json.loads((Path(r["folder"]) / RunFolder.TEST_SCORES).read_text()
+                                         )["records"]
+                   for r in results["runs"] if r["method"] == m} for m in ("tfckd", "none")}
+    for metric in experiment.PAIRED_METRICS:
+        seeds = paired["methods"]["none"][metric]["seed_level"]
+        assert seeds["seeds"] == list(cfg.seeds)
+        assert seeds == json.loads(json.dumps(seed_level_comparison(
+            records["tfckd"], records["none"], metric, paired["confidence"],
+            paired["resamples"], paired["power"])))
+    # the verdicts read the seed-level t interval
+    t = paired["methods"]["none"]["pesq_wb"]["seed_level"]["t_test"]
+    side = "higher" if t["low"] > 0 else "lower" if t["high"] < 0 else "undecided"
+    assert experiment.paired_verdicts(paired)["pesq_wb"][side] == ["none"]
+    # the report carries the seed-level table and the power table after the clip-level one
+    table = experiment.results_markdown(results)
+    clip, seed, power = (table.index(experiment.paired_markdown(paired)),
+                         table.index(experiment.seed_level_markdown(paired)),
+                         table.index(experiment.power_markdown(paired)))
+    assert clip < seed < power
+    assert "seeds for 80 % power" in table and "another training seed" in table
+    # seed 0 chose λ: its runs are marked, and the table gives the means without it
+    tuning = cfg.seeds[0]
+    assert results["tuning_seed"] == tuning
+    assert all(r["tuning_seed"] == (r["seed"] == tuning) for r in results["runs"])
+    for method, entry in results["methods"].items():
+        others = [r["test"] for r in results["runs"] if r["method"] == method
+                  and r["seed"] != tuning]
+        for key, _, _ in experiment.METRICS:
+            assert entry["without_tuning_seed"][key]["n"] == len(cfg.seeds) - 1
+            assert entry["without_tuning_seed"][key]["mean"] == pytest.approx(
+                float(np.mean([o[key] for o in others])))
+        row = [line for line in table.splitlines() if line.startswith(f"| `{method}` | ")][0]
+        without = entry["without_tuning_seed"]
+        assert f"| {without['pesq_wb']['mean']:.2f} / {without['si_sdr']['mean']:.2f} |" in row
+    assert f"without seed {tuning} (λ-tuning seed)" in table
+
+
+def test_the_seed_level_and_power_tables_say_what_the_seeds_support():
+    """A synthetic case: 'none' trails on every seed by a steady +0.10 ± 0.01 (decided across
+    seeds), 'output' by +0.15 then -0.05 (decided on the clips, not across seeds)."""
+    base = [2.0 + 0.3 * np.sin(i) for i in range(120)]
+    shifted = lambda d: _clip_records({"pesq_wb": [b + d for b in base],  # noqa: E731
+                                       "si_sdr": [10 + 5 * b for b in base]})
+    records = {"tfckd": {s: shifted(0.0) for s in (0, 1, 2)},
+               "none": {0: shifted(-0.11), 1: shifted(-0.10), 2: shifted(-0.09)},
+               "output": {0: shifted(-0.15), 1: shifted(0.05), 2: shifted(-0.05)}}
+    paired = experiment.paired_comparison(records, "tfckd", resamples=2000)
+    assert experiment.paired_verdicts(paired)["pesq_wb"] == {
+        "higher": ["none"], "lower": [], "undecided": ["output"]}
+    assert experiment.paired_verdicts(paired, level="clip")["pesq_wb"]["higher"] == [
+        "none", "output"]
+    output = paired["methods"]["output"]["pesq_wb"]
+    # the seed-level interval of a comparison is at least as wide as the clip-level one
+    for method in ("none", "output"):
+        e = paired["methods"][method]["pesq_wb"]
+        t = e["seed_level"]["t_test"]
+        assert t["high"] - t["low"] >= e["high"] - e["low"]
+    seeds = experiment.seed_level_markdown(paired)
+    t = output["seed_level"]["t_test"]
+    assert (f"| `output` | PESQ-WB | 0, 1, 2 | +0.150, -0.050, +0.050 | +0.050 | "
+            f"[{t['low']:+.3f}, {t['high']:+.3f}] | {t['p']:.3f} |") in seeds
+    assert "- PESQ-WB: across training seeds (the methods), `tfckd` scores higher than `none`, " \
+        "undecided against `output`;" in seeds
+    # SI-SDR is identical everywhere: nothing decided, and no seeds can find a zero difference
+    assert "SI-SDR (dB): across training seeds (the methods), no difference is decided" in seeds
+    power = experiment.power_markdown(paired)
+    needed = output["seed_level"]["seeds_needed"]
+    assert needed > 3
+    assert f"| `output` | PESQ-WB | +0.050 | 0.100 | 0.000 | {needed} |" in power
+    assert f"| `none` | SI-SDR (dB) | +0.000 | 0.000 | 0.000 | > {experiment.SEEDS_NEEDED_LIMIT} |" \
+        in power
 
 
 def _makefile_reproduce_config() -> ExperimentConfig:

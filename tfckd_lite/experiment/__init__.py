@@ -34,11 +34,17 @@ Notebook: 05_distillation.ipynb
    second of audio, the extra parameters trained only during distillation, the training wall
    time (epochs × the run's median epoch time, validation included: an epoch stretched by a
    paused process or a busy machine does not count), and the share of the teacher–student gap
-   each method closes, ``(method − none) / (teacher − none)`` on the means. Then ``tfckd`` against
-   every other method clip by clip (:func:`paired_comparison`): the mean per-clip difference
-   of PESQ-WB and SI-SDR with a bootstrap interval over the test clips, so that a difference
-   of a few hundredths can be told from the luck of the clips; and, against ``none``, the same
-   per noise type of the test clips (where the distilled student gains or loses). Last, for
+   each method closes, ``(method − none) / (teacher − none)`` on the means, and each method's
+   means without seed ``seeds[0]``, which chose λ. Then ``tfckd`` against every other method
+   (:func:`paired_comparison`) at two levels: clip by clip, the mean per-clip difference of
+   PESQ-WB and SI-SDR with a bootstrap interval over the test clips (would another draw of test
+   clips change the difference between *these trained students*?), and, against ``none``, the
+   same per noise type of the test clips (where the distilled student gains or loses); and seed
+   by seed (:mod:`~tfckd_lite.experiment.statistics`), seed *s* against seed *s*, with a paired
+   t-test across seeds (would another training seed, i.e. the *method*, give the same
+   difference? :func:`paired_verdicts` reads this one), a two-level bootstrap, the variance
+   between seeds against that within one, and the seeds each comparison would need (the power
+   table). Last, for
    the methods with learnt calibration, how decisive their weights ended up
    (:func:`final_calibration_spread`, against the ceiling of the SemCKD normalisation), and,
    for those whose distiller is kept (:data:`SHIPPED_EXTRAS`), whether each student layer
@@ -97,6 +103,8 @@ The package, one module per concern (every public name is also importable from h
                 :func:`reproduce`
 ``results``     test scores, :func:`collect_results`, :func:`paired_comparison` and its verdicts,
                 the calibration spread and agreement
+``statistics``  seed-level statistics: the paired t-test across seeds, the two-level bootstrap,
+                variance components, the seeds a comparison needs (:func:`seeds_needed`)
 ``report``      the Markdown tables, the figure, :func:`write_report`, :func:`ship`
 ``folder``      ``experiment.json`` (:func:`check_experiment_folder`), :func:`status`, what is
                 committed (:func:`finished_files`, :func:`in_progress_files`, :func:`stage`)
@@ -115,11 +123,15 @@ from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, choose
                    run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
                    validation_score)
 from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, paired_markdown,
-                     plot_paired, plot_results, results_markdown, ship, shipped_results,
-                     write_report)
-from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, calibration_probe,
-                      collect_results, final_calibration_spread, paired_comparison,
-                      paired_verdicts, run_calibration_agreement)
+                     plot_paired, plot_results, power_markdown, results_markdown,
+                     seed_level_markdown, ship, shipped_results, write_report)
+from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, VERDICT_LEVELS,
+                      calibration_probe, collect_results, final_calibration_spread,
+                      paired_comparison, paired_verdicts, run_calibration_agreement,
+                      verdict_interval)
+from .statistics import (SEEDS_NEEDED_LIMIT, difference_matrix, paired_seed_test, paired_t_power,
+                         seed_level_comparison, seeds_needed, shared_seeds, two_level_bootstrap,
+                         variance_components)
 from .runner import reproduce, train_runs
 
 __all__ = [
@@ -130,8 +142,11 @@ __all__ = [
     "UNTIMED_FACTOR", "choose_kd_weights", "epoch_seconds", "epoch_times", "final_runs",
     "kd_grid", "lambda_source", "planned_runs", "run_seconds", "settled_kd_weight", "tuned_grid",
     "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
-    "calibration_markdown", "paired_markdown", "plot_paired", "plot_results", "results_markdown",
-    "ship", "shipped_results", "write_report", "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE",
-    "calibration_probe", "collect_results", "final_calibration_spread", "paired_comparison",
-    "paired_verdicts", "run_calibration_agreement", "reproduce", "train_runs",
+    "calibration_markdown", "paired_markdown", "plot_paired", "plot_results", "power_markdown",
+    "results_markdown", "seed_level_markdown", "ship", "shipped_results", "write_report",
+    "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE", "VERDICT_LEVELS", "calibration_probe",
+    "collect_results", "final_calibration_spread", "paired_comparison", "paired_verdicts",
+    "run_calibration_agreement", "verdict_interval", "SEEDS_NEEDED_LIMIT", "difference_matrix",
+    "paired_seed_test", "paired_t_power", "seed_level_comparison", "seeds_needed",
+    "shared_seeds", "two_level_bootstrap", "variance_components", "reproduce", "train_runs",
 ]

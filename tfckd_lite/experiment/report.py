@@ -20,7 +20,8 @@ import numpy as np
 
 from ..files import atomic_write_bytes
 from .config import SHIPPED_EXTRAS, ExperimentConfig, Run
-from .results import METRICS
+from .results import METRICS, paired_verdicts, verdict_interval
+from .statistics import SEEDS_NEEDED_LIMIT
 
 #: where --ship writes the report (inside the package), and its file stem
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "results"
@@ -33,7 +34,9 @@ def results_markdown(results: dict) -> str:
     Notebook: 05_distillation.ipynb
     """
     cx = results["complexity"]
+    tuning = results["tuning_seed"]
     head = ["method", "λ", "seeds"] + [label for _, label, _ in METRICS] + [
+        f"PESQ-WB / SI-SDR without seed {tuning} (λ-tuning seed)",
         "gap closed PESQ-WB / SI-SDR", "params (+ extra in training)", "GFLOP/s",
         "train time (min)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -43,7 +46,7 @@ def results_markdown(results: dict) -> str:
                                          f"{cx['teacher_gflops']:.2f}")):
         row = results["rows"][name]
         lines.append(f"| {label} | | | " + " | ".join(fmt(row[k], d) for k, _, d in METRICS)
-                     + f" | | {params} | {gflops} | |")
+                     + f" | | | {params} | {gflops} | |")
     for method, entry in results["methods"].items():
         s = entry["scores"]
         cells = [f"{s[k]['mean']:.{d}f} ± {s[k]['std']:.{d}f}" for k, _, d in METRICS]
@@ -57,16 +60,26 @@ def results_markdown(results: dict) -> str:
         extra = cx["extra_params"].get(method, 0)
         params = f"{cx['student_params']:,}" + (f" (+{extra:,})" if extra else "")
         minutes = entry["train_seconds"]["mean"] / 60
+        without = entry["without_tuning_seed"]
+        without_text = ("–" if without is None else
+                        f"{fmt(without['pesq_wb'], 2)} / {fmt(without['si_sdr'], 2)}")
         lines.append(f"| `{method}` | {lam} | {s['pesq_wb']['n']} | " + " | ".join(cells)
-                     + f" | {gap_text} | {params} | {cx['student_gflops']:.2f} | {minutes:.1f} |")
+                     + f" | {without_text} | {gap_text} | {params} | "
+                     f"{cx['student_gflops']:.2f} | {minutes:.1f} |")
     jobs = results.get("config", {}).get("jobs")
     side_by_side = f", {jobs} runs side by side" if jobs and jobs > 1 else ""
     lines += ["", "Train time: wall-clock minutes per run (epochs × the run's median epoch, "
               f"validation included; mean over seeds){side_by_side} on the machine that ran them, "
               "so it also carries that machine's load; the controlled cost of one step per "
-              "method is `bench/bench_distill.py`'s."]
+              "method is `bench/bench_distill.py`'s.",
+              "", f"Seed {tuning} chose λ (on validation PESQ-WB, for the tuned methods and, "
+              "through `tfckd`, its ablations), so its test scores may be a little lucky; the "
+              f"column without seed {tuning} gives each method's mean over the other seeds, which "
+              f"played no part in any choice (every method drops seed {tuning}, `none` too, so "
+              "that the rows still compare the same seeds)."]
     if results.get("paired"):
-        lines += ["", paired_markdown(results["paired"])]
+        lines += ["", paired_markdown(results["paired"]), "", seed_level_markdown(results["paired"]),
+                  "", power_markdown(results["paired"])]
     calibration = calibration_markdown(results)
     if calibration:
         lines += ["", calibration]
@@ -126,12 +139,14 @@ def paired_markdown(paired: dict) -> str:
     head = [f"`{ref}` − method"]
     for key in metrics:
         head += [f"Δ {labels[key]}", f"{share} interval", f"clips where `{ref}` is higher"]
-    lines = [f"`{ref}` against each method, clip by clip on the test split: per clip each "
-             f"method's score is averaged over its seeds, and the mean difference is shown with "
-             f"its {share} bootstrap interval over clips ({paired['resamples']:,} resamples). "
-             "The interval says how much another draw of test clips could move that mean; the "
-             "spread between seeds is the ± above. An interval that excludes 0 is a difference "
-             "these clips support.", "",
+    lines = [f"`{ref}` against each method, clip by clip on the test split (**clip level**): "
+             "per clip each method's score is averaged over its seeds, and the mean difference "
+             f"is shown with its {share} bootstrap interval over clips "
+             f"({paired['resamples']:,} resamples). The interval answers *would another draw of "
+             "test clips change the difference between these trained students?* It holds the "
+             "students fixed, so the spread between training seeds is not in it: an interval "
+             "that excludes 0 is a difference these clips support for these students, not yet "
+             "one the method would repeat (the seed-level table below).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, entry in paired["methods"].items():
         cells = []
@@ -155,6 +170,117 @@ def paired_markdown(paired: dict) -> str:
                 e, d = groups[group], digits[key] + 1
                 cells += [f"{e['mean']:+.{d}f}", f"[{e['low']:+.{d}f}, {e['high']:+.{d}f}]"]
             lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _seed_entries(paired: dict):
+    """(method, metric key, seed-level entry) of every comparison that has one."""
+    for method, entry in paired["methods"].items():
+        for key, e in entry.items():
+            if e.get("seed_level") is not None:
+                yield method, key, e["seed_level"]
+
+
+def _bootstrap_width_text(paired: dict) -> str:
+    """Median width of the two-level bootstrap interval over that of the t interval, per number
+    of seeds, in words: e.g. "0.38 of the t interval's with 3 seeds"."""
+    ratios: dict[int, list[float]] = {}
+    for _, _, e in _seed_entries(paired):
+        t, boot = e["t_test"], e["bootstrap"]
+        if t["high"] > t["low"]:
+            ratios.setdefault(len(e["seeds"]), []).append(
+                (boot["high"] - boot["low"]) / (t["high"] - t["low"]))
+    return ", ".join(f"{np.median(r):.2f} of the t interval's with {n} seeds"
+                     for n, r in sorted(ratios.items())) or "not measured (no seed-level comparison)"
+
+
+def seed_level_markdown(paired: dict) -> str:
+    """The seed-by-seed comparison of :func:`paired_comparison` (Markdown): per method and
+    metric the difference of each shared seed, the paired t-test across seeds with its t
+    interval, the two-level bootstrap, and what the verdicts at each level are.
+
+    Notebook: 05_distillation.ipynb
+    """
+    ref, share = paired["reference"], f"{100 * paired['confidence']:g} %"
+    labels = dict((key, label) for key, label, _ in METRICS)
+    digits = dict((key, d) for key, _, d in METRICS)
+    head = [f"`{ref}` − method", "metric", "seeds", "Δ per seed", "mean Δ",
+            f"{share} t interval", "p", f"{share} two-level bootstrap"]
+    lines = [f"`{ref}` against each method, seed by seed (**seed level**): seed *s* of `{ref}` "
+             f"against seed *s* of the method (same initialisation and data order; the seeds "
+             f"both have), clip by clip. Each seed's mean difference over the clips is one "
+             f"observation; the paired t-test across seeds and its {share} t interval answer "
+             "*would another training seed — that is, the method rather than these students — "
+             "give the same difference?*, the question behind a claim that one method beats "
+             f"another. The verdicts (`experiment.paired_verdicts`) read the t interval. The "
+             "two-level bootstrap (resample the seeds, then the clips within each) carries both "
+             "variances too, but with few seeds it is too narrow: it sees only as many seed "
+             "means as there are seeds and none of the heavy tails of the t distribution "
+             "(`experiment.statistics`); here its width is " + _bootstrap_width_text(paired)
+             + " (median over the comparisons). It is shown for comparison only.",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, key, e in _seed_entries(paired):
+        d, t, boot = digits[key] + 1, e["t_test"], e["bootstrap"]
+        lines.append(
+            f"| `{method}` | {labels[key]} | {', '.join(map(str, e['seeds']))} | "
+            + ", ".join(f"{v:+.{d}f}" for v in e["per_seed"])
+            + f" | {t['mean']:+.{d}f} | [{t['low']:+.{d}f}, {t['high']:+.{d}f}] | {t['p']:.3f} | "
+            f"[{boot['low']:+.{d}f}, {boot['high']:+.{d}f}] |")
+    lines += ["", "What these data can and cannot conclude, per metric (an interval that "
+              "excludes 0 decides; the rest are differences that level cannot tell from luck):",
+              ""]
+    by_level = {level: paired_verdicts(paired, level) for level in ("seed", "clip")}
+    for key in by_level["seed"]:
+        seed, clip = by_level["seed"][key], by_level["clip"][key]
+        lines.append(f"- {labels[key]}: across training seeds (the methods), "
+                     + _sides_text(ref, seed, "t interval")
+                     + "; between these trained students on other test clips, "
+                     + _sides_text(ref, clip, "clip interval") + ".")
+    return "\n".join(lines)
+
+
+def _sides_text(ref: str, sides: dict[str, list[str]], interval: str) -> str:
+    """A verdict of :func:`paired_verdicts` for one metric, in words."""
+    named = lambda methods: ", ".join(f"`{m}`" for m in methods)  # noqa: E731
+    decided = [f"{word} than {named(sides[side])}" for side, word in (("higher", "higher"),
+                                                                       ("lower", "lower"))
+               if sides[side]]
+    if not decided:
+        return f"no difference is decided (every {interval} includes 0)"
+    text = f"`{ref}` scores " + " and ".join(decided)
+    return text + (f", undecided against {named(sides['undecided'])}" if sides["undecided"]
+                   else "")
+
+
+def power_markdown(paired: dict) -> str:
+    """The power table (Markdown): per comparison, the spread between seeds against the clip
+    noise within one, and the seeds a paired t-test would need to find the observed difference.
+
+    Notebook: 05_distillation.ipynb
+    """
+    ref = paired["reference"]
+    power, alpha = paired["power"], 1.0 - paired["confidence"]
+    labels = dict((key, label) for key, label, _ in METRICS)
+    digits = dict((key, d) for key, _, d in METRICS)
+    head = [f"`{ref}` − method", "metric", "mean Δ", "sd between seeds", "clip SE within a seed",
+            f"seeds for {100 * power:g} % power"]
+    lines = [f"How many seeds each comparison would need (the power table). *sd between seeds*: "
+             "the standard deviation of the per-seed differences above; *clip SE within a "
+             "seed*: the standard error of one seed's mean over its test clips, the part that "
+             "more test clips could shrink. Where the first is much the larger, more clips "
+             "cannot settle a comparison; more seeds can. The last column: the seeds with which "
+             f"a two-sided paired t-test at the {100 * alpha:g} % level finds the observed mean "
+             f"difference {100 * power:g} % of the time (noncentral t; "
+             "`experiment.statistics.seeds_needed`). It takes the observed difference as the "
+             "true one and its spread from a few seeds, so small lucky differences look easier "
+             "than they are: read it as an order of magnitude. "
+             f"\"> {SEEDS_NEEDED_LIMIT}\": too small a difference for its spread.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, key, e in _seed_entries(paired):
+        d, v, n = digits[key] + 1, e["variance"], e["seeds_needed"]
+        lines.append(f"| `{method}` | {labels[key]} | {e['t_test']['mean']:+.{d}f} | "
+                     f"{v['between_seeds']:.{d}f} | {v['within_seed']:.{d}f} | "
+                     f"{f'> {SEEDS_NEEDED_LIMIT}' if n is None else n} |")
     return "\n".join(lines)
 
 
@@ -192,41 +318,53 @@ def plot_results(results: dict, axes=None):
 
 
 def plot_paired(paired: dict, axes=None):
-    """The clip-by-clip comparison of :func:`paired_comparison`: one panel per metric, the mean
-    difference ``reference − method`` per method with its bootstrap interval, and a line at 0.
+    """The comparison of :func:`paired_comparison`: one panel per metric, the mean difference
+    ``reference − method`` per method with its intervals at both levels, and a line at 0.
 
     Notebook: 05_distillation.ipynb
 
-    Green: the interval lies above 0 (the reference scores higher on these clips); red: below
-    0; grey: it includes 0. ``axes``: one axis per metric, or ``None`` for a new figure.
-    Returns ``(fig, axes)``.
+    Per method, the upper bar is the clip-level bootstrap interval (these students, another
+    draw of test clips), the lower, thinner one the seed-level t interval (another training
+    seed; absent without 2 shared seeds). Green: the interval lies above 0 (the reference
+    scores higher); red: below 0; grey: it includes 0. ``axes``: one axis per metric, or
+    ``None`` for a new figure. Returns ``(fig, axes)``.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     methods = list(paired["methods"])
     metrics = list(paired["methods"][methods[0]])
     if axes is None:
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics),
-                                                           0.45 * len(methods) + 1.4),
+                                                           0.45 * len(methods) + 1.6),
                                  layout="constrained", squeeze=False)
         axes = axes[0]
     fig = axes[0].figure
     labels = dict((key, label) for key, label, _ in METRICS)
     y = np.arange(len(methods))[::-1]
+    colour = lambda low, high: "C2" if low > 0 else ("C3" if high < 0 else "0.5")  # noqa: E731
     for ax, key in zip(axes, metrics):
-        entries = [paired["methods"][m][key] for m in methods]
-        means = np.array([e["mean"] for e in entries])
-        errors = np.array([[e["mean"] - e["low"] for e in entries],
-                           [e["high"] - e["mean"] for e in entries]])
-        colours = ["C2" if e["low"] > 0 else ("C3" if e["high"] < 0 else "0.5") for e in entries]
-        for yi, mean, low, high, colour in zip(y, means, errors[0], errors[1], colours):
-            ax.errorbar(mean, yi, xerr=[[low], [high]], fmt="o", color=colour, capsize=3)
+        for yi, method in zip(y, methods):
+            entry = paired["methods"][method][key]
+            for level, offset, marker, width in (("clip", 0.15, "o", 1.5), ("seed", -0.15, "s", 0.8)):
+                interval = verdict_interval(entry, level)
+                if interval is None:
+                    continue
+                mean = entry["mean"] if level == "clip" else entry["seed_level"]["t_test"]["mean"]
+                low, high = interval
+                ax.errorbar(mean, yi + offset, xerr=[[mean - low], [high - mean]], fmt=marker,
+                            color=colour(low, high), capsize=3, elinewidth=width, markersize=4)
         ax.axvline(0.0, color="k", lw=1)
         ax.set_yticks(y, methods, fontsize=8)
         ax.set_xlabel(f"Δ {labels[key]}, {paired['reference']} − method")
-    axes[0].set_title(f"{paired['reference']} against each method "
-                      f"({100 * paired['confidence']:g} % intervals over test clips)",
+    share = f"{100 * paired['confidence']:g} %"
+    axes[0].set_title(f"{paired['reference']} against each method ({share} intervals)",
                       fontsize=9, loc="left")
+    axes[-1].legend([Line2D([], [], color="0.3", marker="o", lw=1.5),
+                     Line2D([], [], color="0.3", marker="s", lw=0.8)],
+                    ["clip level: these students, other test clips",
+                     "seed level (t): another training seed"], fontsize=7,
+                    loc="lower right", bbox_to_anchor=(1.0, 1.0))     # above: no row hidden
     return fig, axes
 
 

@@ -1,4 +1,4 @@
-"""The results: test scores of every final run, their statistics and the clip-by-clip comparison.
+"""The results: test scores of every final run, their statistics and the paired comparisons.
 
 Notebook: 05_distillation.ipynb
 
@@ -7,13 +7,16 @@ teacher on the test split (cached in each run's ``test.json``), and aggregates p
 ± sample std over seeds, the share of the teacher–student gap closed, the training time, and
 how decisive the learnt calibration ended up (:func:`final_calibration_spread`,
 :func:`run_calibration_agreement`). :func:`paired_comparison` compares ``tfckd`` with every
-other method clip by clip, with a bootstrap interval over the test clips
-(:func:`paired_verdicts` sorts what those intervals support).
+other method clip by clip, with a bootstrap interval over the test clips (what another draw of
+test clips could do to *these trained students*), and seed by seed
+(:mod:`~tfckd_lite.experiment.statistics`: what another training seed could do, i.e. whether the
+*method* is better); :func:`paired_verdicts` sorts what the seed-level intervals support.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from ..run_folder import RunFolder
 from .config import SHIPPED_EXTRAS, ExperimentConfig, reproduce_command
 from .folder import TEACHER_SCORES_FILE
 from .plan import final_runs, validation_score
+from .statistics import seed_level_comparison
 
 #: the metrics of the table: key, label, decimals
 METRICS = (("pesq_wb", "PESQ-WB", 2), ("stoi", "STOI", 3), ("estoi", "ESTOI", 3),
@@ -63,6 +67,18 @@ def _mean_std(values: list[float]) -> dict:
     return {"mean": float(arr.mean()), "std": std, "n": int(len(arr))}
 
 
+def _without_tuning_seed(runs: list[dict]) -> dict | None:
+    """Mean ± std per metric over a method's runs but those of the λ-tuning seed, or ``None``
+    when no other seed ran. The tuning seed picked the λ on validation scores that share its
+    initialisation and data order, so its test score may be a little lucky; the other seeds
+    played no part in any choice. Every method drops the same seed (``none``'s runs too), so
+    that the rows still compare the same seeds."""
+    others = [r for r in runs if not r["tuning_seed"]]
+    if not others:
+        return None
+    return {k: _mean_std([r["test"][k] for r in others]) for k, _, _ in METRICS}
+
+
 def _complexity(cfg: ExperimentConfig) -> dict:
     """Student/teacher parameters and GFLOP/s, and each method's extra training parameters."""
     from ..checkpoint import load_model
@@ -84,36 +100,51 @@ def _complexity(cfg: ExperimentConfig) -> dict:
             "extra_params": extra}
 
 
-def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
+def paired_comparison(records: Mapping[str, Mapping[int, list[dict]]], reference: str,
                       metrics: tuple[str, ...] = PAIRED_METRICS, confidence: float = 0.95,
-                      resamples: int = 10_000, groups: dict[str, str] | None = None) -> dict:
-    """How ``reference`` compares with every other method clip by clip on the test split.
+                      resamples: int = 10_000, groups: dict[str, str] | None = None,
+                      power: float = 0.8) -> dict:
+    """How ``reference`` compares with every other method on the test split, at two levels.
 
     Notebook: 05_distillation.ipynb
 
-    ``records`` maps each method to the per-clip test records (:func:`metrics.evaluate`) of
-    each of its seeds. Per clip, each method's score is averaged over its seeds; the
-    difference ``reference − method`` is then summarised over clips by its mean, a bootstrap
-    interval (:func:`metrics.bootstrap_mean_interval`) and the share of clips on which the
-    reference scores higher. Why paired: every method enhances the same clips, and most of the
-    spread of a test mean comes from the clips (how hard each is), which a per-clip difference
-    cancels; the table's ± over seeds cannot show whether a small difference holds up. The
-    interval covers the draw of test clips only; the seed-to-seed spread stays in the ± column.
-    A clip unscorable for either side (NaN) is left out.
+    ``records`` maps each method to ``{seed number: per-clip test records}``
+    (:func:`metrics.evaluate`) of its runs. Why paired: every method enhances the same clips,
+    and most of the spread of a test mean comes from the clips (how hard each is), which a
+    per-clip difference cancels. Two questions, two summaries per method and metric:
 
-    ``groups`` (clip name -> label, e.g. the noise type of each test clip) adds the same
-    summary per group under ``"by"``: where a method's gain comes from.
+    * **Clip level** (the entry's ``mean``, ``low``, ``high``, ``better``, ``n``, ``dropped``):
+      per clip each method's score is averaged over its seeds, and the difference ``reference −
+      method`` is summarised over clips by its mean, a bootstrap interval
+      (:func:`metrics.bootstrap_mean_interval`) and the share of clips on which the reference
+      scores higher. It answers "would another draw of test clips change the difference between
+      *these trained students*?"; the seed-to-seed spread is not in it.
+    * **Seed level** (``"seed_level"``, :func:`~.statistics.seed_level_comparison`): seed ``s``
+      of the reference against seed ``s`` of the method (same initialisation and data order;
+      the seeds both have), clip by clip: a paired t-test across seeds with its t interval, a
+      two-level bootstrap (seeds, then clips), the variance between seeds against that within
+      one, and the seeds a paired t-test would need to find the observed difference with
+      ``power`` at the level ``1 − confidence``. It answers "would another training seed —
+      i.e. the *method* — give the same difference?"; ``None`` with fewer than 2 shared seeds.
 
-    Returns ``{"reference", "confidence", "resamples", "methods": {method: {metric: {"mean",
-    "low", "high", "better", "n", "dropped"[, "by": {label: {...}}]}}}}``.
+    A clip unscorable for either side (NaN) is left out. ``groups`` (clip name -> label, e.g.
+    the noise type of each test clip) adds the clip-level summary per group under ``"by"``:
+    where a method's gain comes from.
+
+    Returns ``{"reference", "confidence", "resamples", "power", "methods": {method: {metric:
+    {"mean", "low", "high", "better", "n", "dropped", "seed_level"[, "by": {label: {...}}]}}}}``.
     """
     from ..metrics import bootstrap_mean_interval
 
     if reference not in records:
         raise KeyError(f"no records for the reference method {reference!r}")
+    for method, seeds in records.items():
+        if not isinstance(seeds, Mapping):
+            raise TypeError(f"records[{method!r}] must map seed numbers to per-clip records "
+                            f"(methods are paired by seed number), got {type(seeds).__name__}")
 
     def per_clip(method: str, metric: str) -> tuple[list[str], np.ndarray]:
-        seeds = records[method]
+        seeds = list(records[method].values())
         if not seeds or not seeds[0]:
             raise ValueError(f"no test records for {method!r}")
         names = [r["name"] for r in seeds[0]]
@@ -140,6 +171,8 @@ def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
                 raise ValueError(f"{reference!r} and {method!r} were scored on different clips")
             diff = ref - mine
             entry = summarise(diff)
+            entry["seed_level"] = seed_level_comparison(records[reference], records[method],
+                                                        metric, confidence, resamples, power)
             if groups is not None:
                 missing = [n for n in names if n not in groups]
                 if missing:
@@ -149,21 +182,50 @@ def paired_comparison(records: dict[str, list[list[dict]]], reference: str,
                                for label in sorted(set(labels))}
             compared[method][metric] = entry
     return {"reference": reference, "confidence": confidence, "resamples": resamples,
-            "methods": compared}
+            "power": power, "methods": compared}
 
 
-def paired_verdicts(paired: dict) -> dict[str, dict[str, list[str]]]:
-    """Sort the methods of a :func:`paired_comparison` per metric by what its clips support:
-    ``{metric: {"higher": [...], "lower": [...], "undecided": [...]}}``, where the reference
-    scores higher than the methods whose interval lies above 0, lower than those whose interval
-    lies below 0, and the rest are differences the test clips cannot tell from luck.
+#: the levels :func:`paired_verdicts` can judge at, and the interval each reads
+VERDICT_LEVELS = ("seed", "clip")
+
+
+def verdict_interval(entry: dict, level: str = "seed") -> tuple[float, float] | None:
+    """The interval of one :func:`paired_comparison` entry that a verdict at ``level`` reads:
+    ``"seed"``, the t interval across seeds (``None`` without 2 shared seeds); ``"clip"``, the
+    bootstrap interval over test clips.
 
     Notebook: 05_distillation.ipynb
+    """
+    if level not in VERDICT_LEVELS:
+        raise ValueError(f"level must be one of {VERDICT_LEVELS}, got {level!r}")
+    if level == "clip":
+        return entry["low"], entry["high"]
+    seeds = entry.get("seed_level")
+    return None if seeds is None else (seeds["t_test"]["low"], seeds["t_test"]["high"])
+
+
+def paired_verdicts(paired: dict, level: str = "seed") -> dict[str, dict[str, list[str]]]:
+    """Sort the methods of a :func:`paired_comparison` per metric by what its intervals support:
+    ``{metric: {"higher": [...], "lower": [...], "undecided": [...]}}``, where the reference
+    scores higher than the methods whose interval lies above 0, lower than those whose interval
+    lies below 0, and the rest are differences the data cannot tell from luck.
+
+    Notebook: 05_distillation.ipynb
+
+    ``level="seed"`` (the default) reads the t interval across training seeds: a verdict about
+    the *methods*. Why not the two-level bootstrap: with 3 seeds it is about 0.4 times as wide
+    as the t interval (it sees only 3 seed means and ignores the heavy tails of a t with 2
+    degrees of freedom; :mod:`~tfckd_lite.experiment.statistics`), so it would call differences
+    that another seed could undo. A method sharing fewer than 2 seeds with the reference is
+    undecided at this level. ``level="clip"`` reads the clip bootstrap: a verdict about *these
+    trained students* on another draw of test clips.
     """
     verdicts: dict[str, dict[str, list[str]]] = {}
     for method, entry in paired["methods"].items():
         for metric, e in entry.items():
-            side = "higher" if e["low"] > 0 else "lower" if e["high"] < 0 else "undecided"
+            interval = verdict_interval(e, level)
+            side = ("undecided" if interval is None else "higher" if interval[0] > 0
+                    else "lower" if interval[1] < 0 else "undecided")
             verdicts.setdefault(metric, {"higher": [], "lower": [], "undecided": []})[side].append(
                 method)
     return verdicts
@@ -267,9 +329,13 @@ def run_calibration_agreement(folder: Path, teacher, probe) -> dict | None:
 def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bool = True) -> dict:
     """Score every final run and the teacher on the test split and aggregate (``results.json``).
 
-    With ``tfckd`` among the methods, the results also compare it clip by clip with every
-    other method, overall and per noise type of the test clips where the corpus logs it
-    (``"paired"``, :func:`paired_comparison`).
+    With ``tfckd`` among the methods, the results also compare it with every other method, clip
+    by clip and seed by seed, overall and (clip level) per noise type of the test clips where
+    the corpus logs it (``"paired"``, :func:`paired_comparison`).
+
+    Seed ``seeds[0]`` tuned λ (:mod:`~tfckd_lite.experiment.plan`): its runs are marked
+    (``"tuning_seed"`` of each run) and each method also gets its scores over the other seeds
+    (``"without_tuning_seed"``: the seeds that played no part in any choice).
 
     Notebook: 05_distillation.ipynb
     """
@@ -280,14 +346,15 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
     per_run = []
     teacher = load_model(cfg.teacher_file())
     probe = calibration_probe(cfg)
-    clip_records: dict[str, list[list[dict]]] = {}
+    clip_records: dict[str, dict[int, list[dict]]] = {}
     for run in runs:
         folder = run.run_folder(cfg)
         scored = _test_scores(folder.best, folder.test_scores, cfg, progress)
         summary = scored["summary"]
-        clip_records.setdefault(run.method, []).append(scored["records"])
+        clip_records.setdefault(run.method, {})[run.seed] = scored["records"]
         history = folder.history()
         per_run.append({"method": run.method, "kd_weight": run.kd_weight, "seed": run.seed,
+                        "tuning_seed": run.seed == cfg.seeds[0],
                         "folder": str(folder.path), "valid_pesq_wb": validation_score(run, cfg),
                         "train_seconds": epochs * float(np.median(
                             [h["seconds"] for h in history[:epochs]])),
@@ -310,6 +377,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
             "tuned_with": chosen[method]["tuned_with"],
             "tuning_valid_pesq_wb": chosen[method]["valid_pesq_wb"],
             "scores": {k: _mean_std([r["test"][k] for r in mine]) for k, _, _ in METRICS},
+            "without_tuning_seed": _without_tuning_seed(mine),
             "train_seconds": _mean_std([r["train_seconds"] for r in mine]),
             "best_seed": max(mine, key=lambda r: r["valid_pesq_wb"])["seed"],
             "calibration_spread": _mean_spread([r["calibration_spread"] for r in mine]),
@@ -328,6 +396,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
         paired = paired_comparison(clip_records, PAIRED_REFERENCE,
                                    groups=_test_clip_groups(cfg, "noise"))
     return {"config": cfg.to_dict(), "command": reproduce_command(cfg), "rows": rows,
+            "tuning_seed": cfg.seeds[0],
             "methods": methods, "paired": paired, "runs": per_run,
             "complexity": _complexity(cfg), "teacher_test": teacher_scores,
             "library_version": __version__}
