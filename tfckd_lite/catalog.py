@@ -23,33 +23,35 @@ class NotebookEntry:
 
 NOTEBOOKS: list[NotebookEntry] = [
     NotebookEntry("00_overview.ipynb", "Overview",
-                  "what the collection teaches, the sequence, how to run it", "2 s"),
+                  "what the collection teaches, the sequence, how to run it", "1 s"),
     NotebookEntry("01_signals_and_data.ipynb", "Signals and data",
                   "the reduced offline dataset and how much recorded speech it draws on, SNR by "
-                  "hand, PESQ/STOI/ESTOI/SI-SDR of the noisy input", "9 s"),
+                  "hand, PESQ/STOI/ESTOI/SI-SDR of the noisy input", "4 s"),
     NotebookEntry("02_dpdcrn.ipynb", "DPDCRN",
                   "the network block by block, taps, receptive field and causality, long "
-                  "recordings in chunks, parameters and FLOPs of teacher and student", "7 s"),
+                  "recordings in chunks, parameters and FLOPs of teacher and student", "4 s"),
     NotebookEntry("03_training.ipynb", "Training",
                   "the SE loss, the training engine, exact resume from atomic checkpoints, "
                   "on-the-fly remixing, the shipped lite teacher and student baseline and where "
-                  "they gain (per noise type and SNR)", "20 s"),
+                  "they gain (per noise type and SNR), devices, mixed precision, worker "
+                  "processes and torchrun data parallelism", "13 s"),
     NotebookEntry("04_calibration_weights.ipynb", "Calibration weights",
                   "time and \"frequency\" relations of real features, the calibration block step "
                   "by step and the ceiling its cosine logits put on the weights, weights per "
                   "set and per frame during a short live distillation, and those of the "
                   "distiller the full experiment trained, epoch by epoch, with a check of whether "
                   "each student layer weighs most the teacher layer it is already closest to",
-                  "39 s"),
+                  "24 s"),
     NotebookEntry("05_distillation.ipynb", "Distillation end to end",
                   "residual fusion step by step, the inter-set stage and the total KD loss, every "
                   "method behind one interface, a short live distillation, the reproduce "
-                  "experiment, its results table and the clip-by-clip comparison", "50 s"),
+                  "experiment, its results table, the clip-by-clip comparison and what the seeds "
+                  "allow one to conclude", "33 s"),
     NotebookEntry("06_compare_spectrograms.ipynb", "Comparing enhancers",
                   "noisy, clean, teacher, student and distilled students side by side on one "
                   "colour scale, difference to clean, per-clip metrics and audio, per-frame "
                   "calibration weights of a whole utterance, an interactive widget built on pure "
-                  "functions", "16 s"),
+                  "functions", "10 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).

@@ -8,6 +8,7 @@ Playwright's own browser download (``playwright install``) is never used.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -35,6 +36,24 @@ def chromium_executable() -> str | None:
         if os.access(candidate, os.X_OK):
             return candidate
     return shutil.which("chromium")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A session that runs the browser tests runs each notebook there twice: headless (nbclient,
+    which fails on the first error, as nbval does) and in JupyterLab (which fails on any error
+    output). Their nbval items in the same session are then skipped with that reason, so that
+    ``make test`` runs each notebook twice rather than three times; without Chromium or
+    Playwright (the browser tests skipped) nbval runs them as before."""
+    if chromium_executable() is None or importlib.util.find_spec("playwright") is None:
+        return
+    covered = {item.callspec.params["name"] for item in items
+               if getattr(item, "originalname", None) == "test_notebook_runs_and_renders_in_jupyterlab"}
+    skip = pytest.mark.skip(reason="run by tests/browser: headless (fails on any error, as "
+                                   "nbval does) and in JupyterLab")
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb" and path.parent.name == "notebooks" and path.name in covered:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
