@@ -177,3 +177,30 @@ def test_jupyterlab_opens_without_first_run_prompts(lab, page_context):
     toasts = page.locator(".Toastify__toast").all_inner_texts()
     assert not [t for t in toasts if "news" in t.lower()], toasts
     page.close()
+
+
+# --------------------------------------------------------------------------------------------
+# nbgrader's JupyterLab extensions load (the instructor's and the students' panels)
+
+NBGRADER_PLUGINS = ("@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:formgrader",
+                    "@jupyter/nbgrader:menu")
+NBGRADER_COMMANDS = ("nbgrader:open-assignment-list", "nbgrader:open-formgrader")
+
+
+def test_nbgrader_extensions_load_in_jupyterlab(lab, page_context):
+    page = page_context.new_page()
+    page.goto(lab.url("lab", "reset"))
+    page.wait_for_function("() => window.jupyterapp && jupyterapp.shell", timeout=60_000)
+    page.wait_for_function("(ids) => ids.every(id => jupyterapp.isPluginActivated(id))",
+                           arg=list(NBGRADER_PLUGINS), timeout=60_000)
+    commands = page.evaluate("(ids) => ids.filter(id => jupyterapp.commands.hasCommand(id))",
+                             list(NBGRADER_COMMANDS))
+    assert commands == list(NBGRADER_COMMANDS)
+    # its menu joins the lab's menu bar
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.lm-MenuBar-item'))"
+                           ".some(item => item.textContent === 'Nbgrader')", timeout=60_000)
+    # the assignment list (the students' panel) opens in the lab's main area
+    page.evaluate("() => jupyterapp.commands.execute('nbgrader:open-assignment-list')")
+    page.wait_for_function("() => Array.from(jupyterapp.shell.widgets('main'))"
+                           ".some(w => w.id === 'nbgrader-assignment-list')", timeout=60_000)
+    page.close()
