@@ -119,7 +119,7 @@ def plot_calibration_heatmap(weights, ax=None, title: str | None = None,
         middle = (vmin + vmax) / 2
         for i in range(n_s):
             for j in range(n_t):
-                ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=10,
                         color="white" if arr[i, j] > middle else "black")
     if title:
         ax.set_title(title)
@@ -325,7 +325,8 @@ def plot_calibration_heatmaps(weights: dict, labels: dict | None = None, fig=Non
     streams = [s for s in STREAM_SYMBOLS if any(s in weights[st] for st in stages)]
     widths = [_as_numpy(next(iter(weights[st].values()))).shape[-1] for st in stages]
     if fig is None:
-        fig = plt.figure(figsize=(1.1 * sum(widths) + 1.5 * len(stages), 2.6 * len(streams)))
+        # compact: a notebook scales a wide figure down to its width, and the cell values with it
+        fig = plt.figure(figsize=(0.75 * sum(widths) + 1.3 * len(stages), 2.4 * len(streams)))
     axes = fig.subplots(len(streams), len(stages), squeeze=False,
                         gridspec_kw={"width_ratios": widths})
     for col, stage in enumerate(stages):
