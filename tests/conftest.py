@@ -29,6 +29,14 @@ def mini(tmp_path_factory):
     return build_dataset(tmp_path_factory.getbasetemp() / "mini", "mini", progress=False)
 
 
+@pytest.fixture(scope="session")
+def splits(mini):
+    """The mini set's training and validation splits (the training-engine tests' data)."""
+    from tfckd_lite.data import open_corpus
+
+    return open_corpus(mini, "train"), open_corpus(mini, "valid")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's tiny-tensor tests on one thread: small shapes gain nothing from threads,

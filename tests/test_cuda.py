@@ -13,7 +13,6 @@ import torch
 from safetensors import safe_open
 
 import tfckd_lite
-from tfckd_lite.data import open_corpus
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 from tfckd_lite.run_folder import RunFolder
 from tfckd_lite.train import SupervisedTask, TrainConfig, fit
@@ -22,11 +21,6 @@ pytestmark = pytest.mark.cuda
 
 ROOT = Path(tfckd_lite.__file__).resolve().parent.parent
 TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
-
-
-@pytest.fixture(scope="module")
-def splits(mini):
-    return open_corpus(mini, "train"), open_corpus(mini, "valid")
 
 
 def _task():

@@ -10,7 +10,6 @@ from safetensors.torch import save_file
 
 from tfckd_lite import cli
 from tfckd_lite.checkpoint import load_model, load_training_state, save_model
-from tfckd_lite.data import open_corpus
 from tfckd_lite.devices import DeviceError, resolve_device
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 from tfckd_lite.run_folder import RunFolder
@@ -20,11 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
-
-
-@pytest.fixture(scope="module")
-def splits(mini):
-    return open_corpus(mini, "train"), open_corpus(mini, "valid")
 
 
 def _config(**kw):

@@ -9,7 +9,6 @@ import torch
 from tfckd_lite import cli
 from tfckd_lite.checkpoint import (STATE_FORMAT, _read, load_model, read_model_description,
                                    save_model)
-from tfckd_lite.data import open_corpus
 from tfckd_lite.distill import METHODS, build_distiller
 from tfckd_lite.distill.distiller import weights_sha256
 from tfckd_lite.losses import compressed_spectral_loss
@@ -24,11 +23,6 @@ STUDENT = DPDCRNConfig(channels=8, dual_path_layers=1)
 TEACHER = DPDCRNConfig(channels=8, dual_path_layers=2)
 BATCH, SEGMENT = 2, 0.5
 FRAMES = segment_frames(SEGMENT)
-
-
-@pytest.fixture(scope="module")
-def splits(mini):
-    return open_corpus(mini, "train"), open_corpus(mini, "valid")
 
 
 @pytest.fixture(scope="module")

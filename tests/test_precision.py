@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from tfckd_lite.data import make_loader, open_corpus
+from tfckd_lite.data import make_loader
 from tfckd_lite.distill import METHODS, build_distiller
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
@@ -21,11 +21,6 @@ STUDENT = DPDCRNConfig(channels=8, dual_path_layers=1)
 TEACHER = DPDCRNConfig(channels=8, dual_path_layers=2)
 BATCH, SEGMENT = 2, 0.5
 FRAMES = segment_frames(SEGMENT)
-
-
-@pytest.fixture(scope="module")
-def splits(mini):
-    return open_corpus(mini, "train"), open_corpus(mini, "valid")
 
 
 @pytest.fixture(scope="module")

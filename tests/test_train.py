@@ -7,17 +7,12 @@ from safetensors.torch import save_file
 import torch
 
 from tfckd_lite.checkpoint import load_model, read_model_description
-from tfckd_lite.data import manifest_sha256, open_corpus
+from tfckd_lite.data import manifest_sha256
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 from tfckd_lite.run_folder import RunFolder
 from tfckd_lite.train import SupervisedTask, TrainConfig, fit, learning_rate
 
 TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
-
-
-@pytest.fixture(scope="module")
-def splits(mini):
-    return open_corpus(mini, "train"), open_corpus(mini, "valid")
 
 
 def _config(**kw):
