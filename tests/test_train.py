@@ -10,7 +10,7 @@ from tfckd_lite.checkpoint import load_model, read_model_description
 from tfckd_lite.data import manifest_sha256
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 from tfckd_lite.run_folder import RunFolder
-from tfckd_lite.train import SupervisedTask, TrainConfig, fit, learning_rate
+from tfckd_lite.train import SupervisedTask, TrainConfig, fit, gradient_summary, learning_rate
 
 TINY = DPDCRNConfig(channels=8, dual_path_layers=1)
 
@@ -50,6 +50,20 @@ def test_fit_writes_best_model_history_and_state(tmp_path, splits):
     assert description["preset"] == "tiny"
     assert description["metrics"]["epoch"] == result.best_metrics["epoch"]
     assert RunFolder(tmp_path).history() == result.history
+    # every step's gradient norm before clipping is summarised per epoch
+    for record in result.history:
+        assert record["gradient"]["steps"] == 3
+        assert 0.0 <= record["gradient"]["clipped_fraction"] <= 1.0
+        assert 0.0 < record["gradient"]["median_norm"] <= record["gradient"]["p90_norm"]
+
+
+def test_gradient_summary_counts_the_clipped_steps():
+    summary = gradient_summary([1.0, 2.0, 6.0, 50.0, float("inf")], grad_clip=5.0)
+    assert summary["steps"] == 5
+    assert summary["clipped_fraction"] == pytest.approx(3 / 5)     # 6, 50 and the overflow
+    assert summary["median_norm"] == pytest.approx(4.0)             # of the 4 finite norms
+    assert summary["non_finite"] == 1
+    assert gradient_summary([5.0], grad_clip=5.0)["clipped_fraction"] == 0.0  # at the clip: kept
 
 
 def test_training_reduces_the_loss_on_a_fixed_batch(splits):
@@ -88,6 +102,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, splits, kill_at_s
     for a, b in zip(straight_model_params(tmp_path / "straight"), fresh.model.parameters()):
         assert torch.equal(a, b)
     assert [h["train"] for h in resumed.history] == [h["train"] for h in straight.history]
+    # the norms of the steps before the kill were saved with the resume state
+    assert [h["gradient"] for h in resumed.history] == [h["gradient"] for h in straight.history]
 
 
 def straight_model_params(run_dir):

@@ -53,6 +53,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -316,13 +317,15 @@ def validate(model: nn.Module, valid_set, max_clips: int | None = None,
 def _optimisation_step(task: nn.Module, optimizer, params: list, micro_batches: list,
                        grad_clip: float, where: str, precision: str = "fp32",
                        scaler: torch.amp.GradScaler | None = None,
-                       world: distributed.World | None = None) -> dict[str, float]:
+                       world: distributed.World | None = None,
+                       grad_norms: list[float] | None = None) -> dict[str, float]:
     """One optimizer step of :func:`fit` and :func:`train_steps` over ``micro_batches``
     (``(noisy, clean)`` waveforms on the run's device): per micro-batch the losses (under
     autocast for bf16/fp16; the STFT outside it, in fp32), a finiteness check and the backward
     pass of ``total / K``; then the gradients averaged over the ranks (``world``), unscaled
     (fp16), clipped, and the update. Returns the step's losses as floats: the mean over the
-    micro-batches (and over the ranks)."""
+    micro-batches (and over the ranks). The gradient norm before clipping is appended to
+    ``grad_norms`` when given (:func:`fit` summarises it per epoch: :func:`gradient_summary`)."""
     optimizer.zero_grad(set_to_none=True)
     count = len(micro_batches)
     sums: dict[str, float] = {}
@@ -343,7 +346,9 @@ def _optimisation_step(task: nn.Module, optimizer, params: list, micro_batches: 
         means = world.average(params, means)
     if scaler is not None:
         scaler.unscale_(optimizer)
-    nn.utils.clip_grad_norm_(params, grad_clip)
+    norm = nn.utils.clip_grad_norm_(params, grad_clip)
+    if grad_norms is not None:
+        grad_norms.append(float(norm))
     if scaler is None:
         optimizer.step()
     else:
@@ -515,7 +520,7 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
                 group["lr"] = learning_rate(counters["global_step"], total_steps, config)
             losses = _optimisation_step(task, optimizer, params, micro, config.grad_clip,
                                         f"epoch {epoch + 1}, step {step}", config.precision,
-                                        scaler, world)
+                                        scaler, world, counters.setdefault("grad_norms", []))
             for key, value in losses.items():
                 running[key] = running.get(key, 0.0) + value
             counters["step_in_epoch"] += 1
@@ -529,7 +534,7 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
             _end_of_epoch(task, model, valid_set, folder, config, counters, comparable,
                           description, signature, probe, epoch, started, progress,
                           valid_workers, optimizer)
-        counters.update(epoch=epoch + 1, step_in_epoch=0, running={})
+        counters.update(epoch=epoch + 1, step_in_epoch=0, running={}, grad_norms=[])
         save_state()
         if main:
             atomic_write_bytes(folder.history_file,
@@ -541,6 +546,24 @@ def _fit(task, train_set, valid_set, run_dir: Path, config, progress, resume, de
                        best_metrics=best)
 
 
+def gradient_summary(norms: list[float], grad_clip: float) -> dict[str, float]:
+    """An epoch's gradient norms before clipping, as ``history.json`` records them: the number
+    of steps, the fraction whose norm exceeded ``grad_clip`` (clipped: the step's direction is
+    kept but its size is the clip's, so a loss term that dominates the gradient leaves the
+    others little say), the median and the 90th percentile of the finite norms, and the count
+    of non-finite ones (fp16 overflow: the gradient scaler skipped the step).
+
+    Notebook: 03_training.ipynb
+    """
+    values = np.asarray(norms, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return {"steps": int(values.size),
+            "clipped_fraction": float(np.mean(~(values <= grad_clip))) if values.size else 0.0,
+            "median_norm": float(np.median(finite)) if finite.size else float("nan"),
+            "p90_norm": float(np.percentile(finite, 90)) if finite.size else float("nan"),
+            "non_finite": int(values.size - finite.size)}
+
+
 def _end_of_epoch(task, model, valid_set, folder, config, counters, comparable, description,
                   signature, probe, epoch, started, progress, valid_workers, optimizer) -> None:
     """Rank 0 after an epoch: validation, the history record, the best model if it improved."""
@@ -549,6 +572,8 @@ def _end_of_epoch(task, model, valid_set, folder, config, counters, comparable, 
     metrics = validate(model, valid_set, config.valid_clips, valid_workers)
     record = {"epoch": epoch + 1, "train": train_means, "valid": metrics,
               "lr": optimizer.param_groups[0]["lr"]}
+    if counters.get("grad_norms"):      # absent from a state saved before it was recorded
+        record["gradient"] = gradient_summary(counters["grad_norms"], config.grad_clip)
     summary = task.calibration_summary(probe) if probe is not None else None
     if summary is not None:
         if epoch == 0 and "calibration_initial" in counters:
