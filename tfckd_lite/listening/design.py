@@ -77,6 +77,7 @@ class Trial:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """``("A", "B", ...)``, one per stimulus."""
         return tuple(string.ascii_uppercase[:len(self.stimuli)])
 
     @property
@@ -85,12 +86,14 @@ class Trial:
         return dict(zip(self.labels, self.stimuli))
 
     def system_of(self, label: str) -> str:
+        """The system behind ``label`` (``KeyError`` for a label the trial does not have)."""
         if label not in self.mapping:
             raise KeyError(f"trial {self.index} has no stimulus {label!r}; its labels are "
                            f"{list(self.labels)}")
         return self.mapping[label]
 
     def label_of(self, system: str) -> str:
+        """The label ``system`` plays under in this trial."""
         if system not in self.stimuli:
             raise KeyError(f"trial {self.index} has no system {system!r}; its systems are "
                            f"{sorted(self.stimuli)}")
@@ -133,6 +136,7 @@ class ListeningTest:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def trial(self, index: int) -> Trial:
+        """The trial at position ``index`` of the listening order (``IndexError`` outside)."""
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
                 not 0 <= index < len(self.trials):
             raise IndexError(f"trial index must be 0 to {len(self.trials) - 1}, got {index!r}")
