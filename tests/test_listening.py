@@ -377,6 +377,10 @@ def test_simulated_listener_is_labelled_seeded_and_screenable():
     assert first == listening.simulated_listener(test, scores, seed=1)
     assert {r.timestamp for r in first} == {"simulated"}
     assert len(first) == 2 * len(test.stimuli)
+    assert {r.rating for r in first if r.system == REFERENCE} == {100}    # no noise on it
+    assert {r.rating for r in first if r.system != REFERENCE} != \
+        {r.rating for r in listening.simulated_listener(test, scores, seed=2)
+         if r.system != REFERENCE}
     exact = listening.simulated_listener(test, scores, noise_sd=0.0)
     assert {r.system: r.rating for r in exact} == \
         {"noisy": 14, "s": 55, ANCHOR: 27, REFERENCE: 100}

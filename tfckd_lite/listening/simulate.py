@@ -36,9 +36,11 @@ def simulated_listener(test: ListeningTest, scores: Mapping[str, Mapping[str, Ma
     ``scores``: ``{clip: {system: {metric: value}}}`` (:func:`score_stimuli` of each clip).
     A stimulus's rating is its ``metric`` mapped linearly from :data:`SIMULATION_SCALES` onto
     0–100, plus ``bias`` and Gaussian noise of ``noise_sd`` (seeded by ``seed``), rounded and
-    clipped to 0–100. The hidden reference scores ``reference_score`` (default: the top of the
-    scale, i.e. a listener who recognises it); a lower value simulates a careless listener, the
-    kind post-screening removes. ``name`` must start with ``"simulated"``.
+    clipped to 0–100. The hidden reference is rated ``reference_score`` mapped the same way,
+    without noise or bias (default: the top of the scale, 100: a listener who recognises it, as
+    MUSHRA asks); a lower value simulates a careless listener, the kind post-screening removes.
+    The simulated ratings follow the metric, blind spots included: PESQ-WB scores the 3.5 kHz
+    anchor high, so simulated listeners rate it high where people would not. ``name`` must start with ``"simulated"``.
     """
     if not str(name).startswith(SIMULATED_PREFIX):
         raise ValueError(f"a simulated listener's name must start with {SIMULATED_PREFIX!r} so "
@@ -57,12 +59,14 @@ def simulated_listener(test: ListeningTest, scores: Mapping[str, Mapping[str, Ma
             raise ValueError(f"no scores of clip {trial.clip!r} (trial {trial.index})")
         for label, system in trial.mapping.items():
             if system == test.reference:
-                value = top
+                # recognised (or not) as such: neither noise nor bias
+                raw = 100 * (top - low) / (high - low)
             else:
                 value = scores[trial.clip].get(system, {}).get(metric, math.nan)
-            if not math.isfinite(value):
-                raise ValueError(f"no finite {metric} of {system!r} on clip {trial.clip!r}")
-            raw = 100 * (value - low) / (high - low) + bias + rng.normal(0.0, noise_sd)
+                if not math.isfinite(value):
+                    raise ValueError(f"no finite {metric} of {system!r} on clip "
+                                     f"{trial.clip!r}")
+                raw = 100 * (value - low) / (high - low) + bias + rng.normal(0.0, noise_sd)
             rating = int(np.clip(round(raw), LOWEST, HIGHEST))
             ratings.append(Rating(name, trial.index, trial.clip, label, system, rating,
                                   "simulated"))
