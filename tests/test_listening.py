@@ -443,7 +443,8 @@ def test_widget_rates_saves_and_a_new_widget_resumes(shipped, tmp_path):
     with pytest.raises(ValueError, match="no trial"):
         again.set_rating("A", 3)
     assert len(RatingsFile(path, test).load()) == 10
-    again.set_listener("bob")                           # another listener starts afresh
+    again.name_field.value = " bob "              # typed: another listener starts afresh
+    assert again.listener == "bob" and again.name_field.value == "bob"
     assert again.trial == test.trials[0] and again.progress == "trial 1 of 2"
     again.close()
 

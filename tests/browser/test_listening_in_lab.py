@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from notebook_page import (close_notebook, open_notebook, rendered_outputs, run_all,
-                           screenshot, wait_until_drawn, wait_until_idle)
+from notebook_page import (close_notebook, open_notebook, run_all, screenshot,
+                           wait_until_drawn, wait_until_idle)
 
 SYSTEMS = ("noisy", "lite-student", "lite-teacher")
 STIMULI = len(SYSTEMS) + 2                       # + hidden reference + low anchor

@@ -96,7 +96,8 @@ class ListeningWidget:
         for label, slider in self.sliders.items():
             slider.observe(lambda change, label=label: self._on_slider(label, change["new"]),
                            names="value")
-        self.name_field.observe(lambda change: self.set_listener(change["new"]), names="value")
+        self.name_field.observe(lambda change: None if self._updating else
+                                self.set_listener(change["new"]), names="value")
         self.next_button.on_click(lambda _button: self.submit())
         if listener:
             self.set_listener(listener)
@@ -227,7 +228,9 @@ class ListeningWidget:
 
 
 def _player(label: str, wave, sample_rate: int) -> str:
-    """A labelled player; levels kept (the stimuli are already equally loud, none clips)."""
+    """A player labelled with a letter; levels kept (the stimuli are already equally loud and
+    none clips). Not ``compare.audio_players_html``: it labels each player with its system's
+    name, which a blind test must not show."""
     return (f"<div style='display:flex; align-items:center; gap:8px'><b style='width:80px'>"
             f"{html.escape(label)}</b>{audio_player_html(wave, sample_rate, normalize=False)}"
             f"</div>")
