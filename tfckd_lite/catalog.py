@@ -102,6 +102,10 @@ ASSIGNMENTS: list[AssignmentEntry] = [
     AssignmentEntry("a4_ablation", "Ablation: learned vs uniform calibration",
                     "run tfckd and tfckd-uniform for a few steps, implement the measures of a run, "
                     "interpret them in writing", "about 45 min"),
+    AssignmentEntry("a5_seed_statistics", "Statistics across training seeds",
+                    "implement per-seed paired differences, the paired t interval across seeds, a "
+                    "two-level bootstrap and the seeds a difference needs; explain what a "
+                    "clip-level interval does not answer", "about 60 min"),
 ]
 
 
