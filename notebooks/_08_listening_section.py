@@ -12,7 +12,8 @@
 #      paired_against(ratings, baseline="lite-student"), ratings_beside_metrics(summary, metrics),
 #      make_listening_widget(...)), re-run nbval and re-measure the catalog's cpu_time;
 #   4. delete this file.
-# Format: jupytext "percent" cells; the ids are the cell ids to give them.
+# Format: jupytext "percent" cells; the ids are the cell ids to give them. The code uses
+# display, Markdown and METRIC from the notebook's first code cell (id "a8000002").
 
 # %% [markdown] id="a8000030"
 # ## 6 · Listening next to PESQ
@@ -32,7 +33,6 @@
 import tempfile
 from pathlib import Path
 
-from tfckd_lite import pretrained
 from tfckd_lite.compare import default_systems, load_systems
 from tfckd_lite.data import build_dataset, open_corpus
 from tfckd_lite.listening import (RatingsFile, design_test, make_listening_widget,

@@ -5,10 +5,10 @@ Notebook: 08_judging_methods.ipynb
 The report (``distillation.json``) keeps per-run summaries and the statistics computed from the
 per-clip scores, not the scores themselves: those live in each run's ``test.json`` inside the
 experiment folder, which a clone of the repository has and an installed wheel does not. So that
-the seed-level analysis can be redone anywhere (notebook 08, assignment a5), :func:`~.report.ship`
-also writes ``distillation.clips.json`` (:func:`write_clip_scores`, :func:`clips_file`): the clip names once, then
-per method and seed the scores of :data:`~.results.PAIRED_METRICS` in clip order, exactly as
-``test.json`` holds them. :func:`shipped_clip_records` turns it back into the
+the seed-level analysis can be redone anywhere (notebook 08, assignment a5),
+:func:`~.report.ship` also writes ``distillation.clips.json`` (:func:`write_clip_scores`,
+:func:`clips_file`): the clip names once, then per method and seed the scores of
+:data:`~.results.PAIRED_METRICS` in clip order, exactly as ``test.json`` holds them. :func:`shipped_clip_records` turns it back into the
 ``{method: {seed: per-clip records}}`` that :func:`~.results.paired_comparison` and
 :func:`~.statistics.difference_matrix` take.
 """
