@@ -13,6 +13,14 @@ preset             C       N   purpose
 ``lite-student``   see below   CPU-sized student used by the notebooks
 =================  ======  ==  =============================================================
 
+Multi-channel presets (``MULTICHANNEL_PRESETS``, for L3DAS23 and the simulated ``mc-small``):
+``lite-teacher-mc4``, ``lite-student-mc4`` (one Ambisonics microphone, 8 input planes) and
+``-mc8`` (two microphones, 16 planes) are the lite models with ``in_channels`` 4 or 8: only
+the first encoder convolution widens (``2M -> C``), by ``(2M - 2) * 3 * C`` weights, and the
+mask still applies to the reference channel (W of mic A). Measured with
+``bench/bench_models.py`` they cost the same as the single-channel lite models to within the
+timing noise (the README quotes the run), so the lite sizes carry over unchanged.
+
 The lite sizes were chosen by measurement on the 2-core CPU machine (``bench/bench_models.py``
 prints the figures; they are quoted in the README): a training step of the lite teacher on
 8 x 1 s should take about a second, the lite student should be several times cheaper, and the
@@ -33,6 +41,10 @@ PRESETS: dict[str, DPDCRNConfig] = {
     "lite-teacher": DPDCRNConfig(channels=32, dual_path_layers=2),
     "lite-student": DPDCRNConfig(channels=16, dual_path_layers=1),
 }
+MULTICHANNEL_PRESETS: dict[str, DPDCRNConfig] = {
+    f"{name}-mc{mics}": dataclasses.replace(PRESETS[name], in_channels=mics)
+    for name in ("lite-teacher", "lite-student") for mics in (4, 8)
+}
 
 
 def build_model(preset: str, **overrides) -> DPDCRN:
@@ -41,16 +53,27 @@ def build_model(preset: str, **overrides) -> DPDCRN:
     Notebook: 02_dpdcrn.ipynb
 
     >>> build_model("lite-student", in_channels=4)   # a 4-microphone lite student
+    >>> build_model("lite-student-mc4")               # the same, by its preset name
+
+    A multi-channel preset fixes its microphones: overriding ``in_channels`` with another
+    count (e.g. training ``lite-teacher-mc4`` on single-channel data) raises ``ValueError``.
     """
-    if preset not in PRESETS:
-        raise KeyError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    config = PRESETS.get(preset, MULTICHANNEL_PRESETS.get(preset))
+    if config is None:
+        raise KeyError(f"unknown preset {preset!r}; choose one of "
+                       f"{sorted(PRESETS) + sorted(MULTICHANNEL_PRESETS)}")
     fields = {f.name for f in dataclasses.fields(DPDCRNConfig)}
     unknown = set(overrides) - fields
     if unknown:
         raise TypeError(f"unknown DPDCRN option(s) {sorted(unknown)}; valid: {sorted(fields)}")
-    return DPDCRN(dataclasses.replace(PRESETS[preset], **overrides))
+    wanted = overrides.get("in_channels", config.in_channels)
+    if preset in MULTICHANNEL_PRESETS and wanted != config.in_channels:
+        raise ValueError(f"{preset} takes {config.in_channels} microphone channels, not {wanted}: "
+                         f"use a corpus with that many (L3DAS23 mics "
+                         f"{'A' if config.in_channels == 4 else 'AB'}) or another preset")
+    return DPDCRN(dataclasses.replace(config, **overrides))
 
 
-__all__ = ["DPDCRN", "DPDCRNConfig", "PRESETS", "build_model", "count_flops",
+__all__ = ["DPDCRN", "DPDCRNConfig", "PRESETS", "MULTICHANNEL_PRESETS", "build_model", "count_flops",
            "count_parameters", "parameter_table", "DilatedDenseBlock", "DualPathBottleneck",
            "TransformerBlock", "apply_polar_mask"]
