@@ -47,7 +47,7 @@ from . import rooms
 from .builder import (NOISE_GRID, Profile, _assemble, _count, _rng,
                       _software_versions, build_or_reuse, default_workers, map_items,
                       plan_dataset, prepare_speech)
-from .corpora import holdout_names
+from .corpora import holdout_count, holdout_names
 from .manifest import MULTICHANNEL_FORMAT, load_manifest, write_manifest
 from .noise import make_noise
 
@@ -84,7 +84,7 @@ class MultichannelProfile:
 
         Notebook: 07_multichannel.ipynb
         """
-        held = max(1, round(self.train * _holdout_share()))
+        held = holdout_count(self.train)
         return {"train": self.train - held, "valid": held, "test": self.test}[split]
 
     def speech_profile(self) -> Profile:
@@ -95,12 +95,6 @@ class MultichannelProfile:
         return Profile(self.name, self.pairs("train"), self.pairs("valid"), self.test,
                        self.min_seconds, self.max_seconds, self.synthetic_fraction,
                        self.babble_pool, self.purpose)
-
-
-def _holdout_share() -> float:
-    from .corpora import HOLDOUT_PERCENT
-
-    return HOLDOUT_PERCENT / 100
 
 
 MC_PROFILES: dict[str, MultichannelProfile] = {

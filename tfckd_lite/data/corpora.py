@@ -316,8 +316,15 @@ def holdout_names(names: Sequence[str]) -> set[str]:
     The 5 % (at least one) of ``names`` whose hash is lowest; the simulated multi-channel
     builder uses it to give exactly these names its validation utterances.
     """
-    count = max(1, round(len(names) * HOLDOUT_PERCENT / 100))
-    return set(sorted(names, key=_name_hash)[:count])
+    return set(sorted(names, key=_name_hash)[:holdout_count(len(names))])
+
+
+def holdout_count(pairs: int) -> int:
+    """How many of ``pairs`` training pairs :func:`holdout_names` keeps for validation.
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    return max(1, round(pairs * HOLDOUT_PERCENT / 100))
 
 
 def _read_log(path: Path) -> dict[str, dict]:

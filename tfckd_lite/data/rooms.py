@@ -143,9 +143,12 @@ def draw_scene(rng: np.random.Generator, noise_sources: int) -> dict:
         p = _point(rng, dims)
         if far_enough(p, mics + [target] + noises):
             noises.append(p)
-    rnd = lambda p: [round(float(v), 3) for v in p]   # noqa: E731
-    return {"room": rnd(dims), "rt60": rt60, "mic_a": rnd(mic_a), "target": rnd(target),
-            "noises": [rnd(p) for p in noises]}
+    return {"room": _millimetres(dims), "rt60": rt60, "mic_a": _millimetres(mic_a),
+            "target": _millimetres(target), "noises": [_millimetres(p) for p in noises]}
+
+
+def _millimetres(point) -> list[float]:
+    return [round(float(v), 3) for v in point]
 
 
 def ism_order(dims, mix_time: float = MIX_TIME) -> int:
@@ -305,10 +308,11 @@ def render_scene(speech: np.ndarray, noises: list[np.ndarray], scene: dict, snr:
     ``noises`` holds one dry signal per noise source, each at least ``len(speech)`` plus the
     impulse-response length long (see :func:`noise_length`); their relative levels are kept
     and their sum is scaled to ``snr`` (module docstring). Returns ``{"speech": [8, N]`` (the
-    target's reverberant image), ``"noise": [8, N]``, ``"noisy": [8, N]``, ``"snr": measured,
+    target's reverberant image at the microphones), ``"noise": [8, N]``, ``"noisy": [8, N]``,
+    ``"snr": measured,
     "rt60": measured on the target's W channel at mic A, "direct_distance": metres,
-    "ism_order": ...}``; the label is ``speech`` itself (the dry signal), lined up with the
-    direct sound in W.
+    "ism_order": ...}``. The label to train on is the dry ``speech`` given, which lines up
+    with the direct sound in W of mic A.
     """
     if len(noises) != len(scene["noises"]):
         raise ValueError(f"the scene has {len(scene['noises'])} noise sources, got "

@@ -18,13 +18,14 @@ Multi-channel presets (``MULTICHANNEL_PRESETS``, for L3DAS23 and the simulated `
 ``-mc8`` (two microphones, 16 planes) are the lite models with ``in_channels`` 4 or 8: only
 the first encoder convolution widens (``2M -> C``), by ``(2M - 2) * 3 * C`` weights, and the
 mask still applies to the reference channel (W of mic A). Measured with
-``bench/bench_models.py`` they cost the same as the single-channel lite models to within the
-timing noise (the README quotes the run), so the lite sizes carry over unchanged.
-
-The lite sizes were chosen by measurement on the 2-core CPU machine (``bench/bench_models.py``
-prints the figures; they are quoted in the README): a training step of the lite teacher on
-8 x 1 s should take about a second, the lite student should be several times cheaper, and the
-student should have at most about a fifth of the teacher's parameters, as in the paper.
+``bench/bench_models.py --presets lite-teacher lite-teacher-mc4 ...`` on the shared 2-core
+machine (load average 4-7, so only ratios within one run mean something): parameters
++0.3 % (teacher-mc4) to +1.8 % (student-mc8), GFLOP per second of audio +0 to +3 %; training
+step (8 x 1 s) against the single-channel preset: teacher mc4 0.96, mc8 0.98; student mc4
+1.00-1.26, mc8 1.22-1.48 (two runs). The student's extra time with 8 channels is not in the
+FLOPs (the wider E1 adds about 1 %) and was not investigated further. The lite sizes therefore
+carry over unchanged: the multi-channel teacher costs what the single-channel one does, and
+the multi-channel student stays several times cheaper than its teacher.
 """
 
 from __future__ import annotations
