@@ -13,13 +13,14 @@ export IPYTHONDIR          := $(abspath $(VENV))/etc/ipython
 export MPLCONFIGDIR        := $(abspath $(VENV))/etc/matplotlib
 PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup lab test unit notebooks bench clean help system-deps browser-deps data pretrained assignments reproduce reproduce-status reproduce-stage
+.PHONY: setup lab test unit notebooks bench clean help system-deps browser-deps data data-mc pretrained assignments reproduce reproduce-status reproduce-stage
 
 help:
 	@echo "make lab    - set up .venv and open JupyterLab on the overview notebook"
 	@echo "make test   - set up .venv and run unit tests + all notebooks (nbval, and in JupyterLab in Chromium)"
 	@echo "make bench  - print model and distillation benchmarks for this machine"
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
+	@echo "make data-mc - build 'mc-small', the simulated multi-channel L3DAS23, in data/generated/mc-small"
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"
 	@echo "make reproduce - every distillation method x 3 seeds on 'small'; ships the results (GPU: minutes, CPU: many hours)"
 	@echo "make reproduce-status - how far 'make reproduce' has got, and the time left"
@@ -85,6 +86,10 @@ browser-deps:
 # The 'small' reduced dataset for real training (about a minute; verified and skipped when built).
 data: setup
 	$(PY) -m tfckd_lite data build --profile small --out data/generated/small
+
+# 'mc-small', the simulated reduced L3DAS23 (rooms, two Ambisonics microphones; minutes).
+data-mc: setup
+	$(PY) -m tfckd_lite data build --profile mc-small --out data/generated/mc-small
 
 # The shipped lite models (tfckd_lite/pretrained/), exactly as they were made: the teacher
 # (20 epochs) and the student baseline (6 epochs, the budget of the distillation experiment)

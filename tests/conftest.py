@@ -30,6 +30,14 @@ def mini(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def mc_mini(tmp_path_factory):
+    """The simulated multi-channel set mc-mini (L3DAS23 layout), built once per test session."""
+    from tfckd_lite.data import build_dataset
+
+    return build_dataset(tmp_path_factory.getbasetemp() / "mc-mini", "mc-mini", progress=False)
+
+
+@pytest.fixture(scope="session")
 def splits(mini):
     """The mini set's training and validation splits (the training-engine tests' data)."""
     from tfckd_lite.data import open_corpus

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from tfckd_lite.models import (DPDCRN, PRESETS, DilatedDenseBlock, DPDCRNConfig, apply_polar_mask,
-                               build_model, count_flops, count_parameters, parameter_table)
+from tfckd_lite.models import (DPDCRN, MULTICHANNEL_PRESETS, PRESETS, DilatedDenseBlock,
+                               DPDCRNConfig, apply_polar_mask, build_model, count_flops,
+                               count_parameters, parameter_table)
 
 # shared/spec/DPDCRN.md, "Exact targets (authors' released definitions)"
 SPEC_TABLE = {
@@ -59,6 +60,19 @@ def test_taps_have_the_specified_shapes(preset):
     assert [tuple(f.shape) for f in feats["dual_path"]] == [(2, C, 10, 64)] * N
     assert [tuple(f.shape) for f in feats["decoder"]] == [(2, C, 10, 64), (2, C, 10, 129),
                                                           (2, 2, 10, 257)]
+
+
+@pytest.mark.parametrize("preset", list(MULTICHANNEL_PRESETS))
+def test_multichannel_presets_widen_only_the_first_convolution(preset):
+    model = build_model(preset).eval()
+    mics, C = model.config.in_channels, model.config.channels
+    mono = build_model(preset.rsplit("-mc", 1)[0])
+    assert count_parameters(model) - count_parameters(mono) == (2 * mics - 2) * 3 * C
+    wav = torch.randn(1, mics, 4000) * 0.1
+    assert model.enhance(wav).shape == (1, 4000)
+    assert build_model(preset, in_channels=mics).config == model.config
+    with pytest.raises(ValueError, match=f"takes {mics} microphone channels, not 1"):
+        build_model(preset, in_channels=1)
 
 
 def test_dense_block_is_causal_with_a_16_frame_receptive_field():

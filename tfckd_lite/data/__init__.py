@@ -4,7 +4,10 @@ Notebook: 01_signals_and_data.ipynb
 
 - :func:`build_dataset` builds the reduced set (``mini`` or ``small`` profile) from recorded
   asterisk prompts and espeak-ng voices mixed with procedural noise, in the VoiceBank+DEMAND
-  layout, deterministically (``builder.py``, ``speech.py``, ``noise.py``).
+  layout, deterministically (``builder.py``, ``speech.py``, ``noise.py``); with ``mc-mini``
+  or ``mc-small`` it simulates a reduced L3DAS23 instead: the same speech and noise in
+  reverberant rooms, heard by two first-order Ambisonics microphones, in the L3DAS23 Task 1
+  layout (``builder_mc.py``, ``rooms.py``).
 - :func:`open_corpus` opens the reduced set, VoiceBank+DEMAND, DNS Challenge or L3DAS23 as a
   :class:`PairedDataset` of ``(noisy, clean, name)`` items (``corpora.py``).
 - :func:`make_loader` gives fixed-shape training batches (optionally remixed on the fly with

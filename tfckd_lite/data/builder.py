@@ -409,24 +409,30 @@ def verify_dataset(root, manifest: dict | None = None) -> list[str]:
         elif sha256_file(path) != digest:
             problems.append(f"changed: {rel}")
     listed = set(manifest["files"])
-    for clean_dir, noisy_dir, _ in SPLIT_FOLDERS.values():
-        for folder in (clean_dir, noisy_dir):
-            if (root / folder).is_dir():
-                for path in sorted((root / folder).iterdir()):
-                    rel = f"{folder}/{path.name}"
-                    if rel not in listed:
-                        problems.append(f"not in manifest: {rel}")
+    for folder in _audio_folders(listed):
+        if (root / folder).is_dir():
+            for path in sorted((root / folder).iterdir()):
+                rel = f"{folder}/{path.name}"
+                if rel not in listed:
+                    problems.append(f"not in manifest: {rel}")
     return problems
 
 
+def _audio_folders(files) -> list[str]:
+    """The folders a loader reads audio from: the split folders and those of the listed files."""
+    folders = {f for clean_dir, noisy_dir, _ in SPLIT_FOLDERS.values()
+               for f in (clean_dir, noisy_dir)}
+    folders |= {rel.rsplit("/", 1)[0] for rel in files if "/" in rel}
+    return sorted(folders)
+
+
 def _remove_unlisted(out_dir: Path, keep: set[str]) -> None:
-    for clean_dir, noisy_dir, _ in SPLIT_FOLDERS.values():
-        for folder in (clean_dir, noisy_dir):
-            base = out_dir / folder
-            if base.is_dir():
-                for path in base.iterdir():
-                    if f"{folder}/{path.name}" not in keep and path.is_file():
-                        path.unlink()
+    for folder in _audio_folders(keep):
+        base = out_dir / folder
+        if base.is_dir():
+            for path in base.iterdir():
+                if f"{folder}/{path.name}" not in keep and path.is_file():
+                    path.unlink()
 
 
 def _check_target(out_dir: Path) -> None:
@@ -450,6 +456,9 @@ def build_dataset(out_dir, profile: str = "mini", seed: int = 0, progress: bool 
 
     Notebook: 01_signals_and_data.ipynb
 
+    ``profile``: ``mini`` or ``small`` (VoiceBank layout, this module), or ``mc-mini`` or
+    ``mc-small`` (the simulated multi-channel set in the L3DAS23 layout, ``builder_mc.py``).
+
     If ``out_dir`` already holds a build of the same profile, seed and sources whose files all
     match their sha256, nothing is written. Otherwise the set is rebuilt (``force=True`` always
     rebuilds). ``asterisk_root`` overrides where the asterisk prompts are looked for
@@ -457,9 +466,11 @@ def build_dataset(out_dir, profile: str = "mini", seed: int = 0, progress: bool 
     or ``use_espeak=False`` leaves a source out. ``workers`` (default: 2 for sets of 200
     pairs or more, else 1) is the number of processes; it never changes the output.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    prof = PROFILES[profile]
+    from .builder_mc import MC_PROFILES, build_multichannel
+
+    if profile not in PROFILES and profile not in MC_PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of "
+                         f"{sorted(PROFILES) + sorted(MC_PROFILES)}")
     out_dir = Path(out_dir)
     started = time.perf_counter()
     sources = describe_sources(asterisk_root, use_asterisk, use_espeak)
@@ -474,8 +485,28 @@ def build_dataset(out_dir, profile: str = "mini", seed: int = 0, progress: bool 
         warnings.warn(f"asterisk prompt packages missing under {sources['asterisk']['root']} "
                       f"(speakers: {missing}); building {what}. To use real recorded speech, "
                       f"install them: {speech.INSTALL_HINT}", MissingSourceWarning, stacklevel=2)
+    if profile in MC_PROFILES:
+        return build_multichannel(out_dir, MC_PROFILES[profile], seed, sources, progress,
+                                  workers, force, started)
+    prof = PROFILES[profile]
     fingerprint = _fingerprint(prof, seed, sources)
 
+    def build() -> dict:
+        return _build(out_dir, prof, seed, sources, fingerprint, progress, workers)
+
+    return build_or_reuse(out_dir, profile, fingerprint, build, progress, force, started)
+
+
+def build_or_reuse(out_dir: Path, profile: str, fingerprint: str, build, progress: bool,
+                   force: bool, started: float) -> Path:
+    """Under the build lock: keep an intact set of the same ``fingerprint``, else ``build()``.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    ``build()`` writes the files and returns the manifest it wrote last; this function first
+    refuses a foreign non-empty folder, marks the folder as a build, and removes the old
+    manifest and any half-written temporary file. Shared by every profile's builder.
+    """
     with folder_lock(out_dir, BUILD_LOCK):
         _check_target(out_dir)
         if not force and manifest_path(out_dir).exists():
@@ -498,27 +529,34 @@ def build_dataset(out_dir, profile: str = "mini", seed: int = 0, progress: bool 
             manifest_path(out_dir).unlink()          # the old manifest no longer describes the files
         for leftover in out_dir.rglob(".*.tmp"):
             leftover.unlink()
-        manifest = _build(out_dir, prof, seed, sources, fingerprint, progress, workers)
-        counts = ", ".join(f"{s} {manifest['splits'][s]['pairs']}" for s in SPLITS)
+        manifest = build()
+        counts = ", ".join(f"{s} {v['pairs']}" for s, v in manifest["splits"].items())
         used = ", ".join(manifest["sources_used"])
         _say(progress, f"{out_dir}: built {profile} set ({counts} pairs; sources: {used}) "
                        f"in {time.perf_counter() - started:.1f} s")
     return out_dir
 
 
-def _build(out_dir: Path, prof: Profile, seed: int, sources: dict, fingerprint: str,
-           progress: bool, workers: int | None) -> dict:
+def default_workers(total: int) -> int:
+    """Processes for a set of ``total`` pairs: 2 (or the cores, if fewer) from 200 pairs on.
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    return min(2, os.cpu_count() or 1) if total >= 200 else 1
+
+
+def prepare_speech(plan: dict, sources: dict, progress: bool, workers: int):
+    """Decode the planned asterisk prompts and synthesise the espeak utterances of ``plan``.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    Returns ``(decoded, synthesized, babble)``: prompt arrays by relative path, espeak arrays
+    by job key, and the babble talkers' float64 signals. The espeak jobs run in child processes
+    (a thread waits on them) while this process decodes the prompts.
+    """
     from tqdm.auto import tqdm
 
-    plan = plan_dataset(prof, seed, sources["_prompts"], sources["espeak"]["available"])
-    items = [it for split in SPLITS for it in plan["splits"][split]]
-    total = len(items)
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if total >= 200 else 1
-    can_fork = "fork" in multiprocessing.get_all_start_methods()
-
-    # 1. speech: espeak jobs in child processes (a thread waits on them) while this process
-    #    decodes the asterisk prompts
+    items = [it for split in plan["splits"].values() for it in split]
     synth_items = [it for it in items + plan["babble"] if it["source"] == "espeak"]
     jobs, keys = [], []
     for it in synth_items:
@@ -558,23 +596,48 @@ def _build(out_dir: Path, prof: Profile, seed: int, sources: dict, fingerprint: 
         x = (decoded[it["prompts"][0]] if it["source"] == "asterisk"
              else _trim_silence(synthesized[_job_key(it)]))
         babble.append(x.astype(np.float64))
+    return decoded, synthesized, babble
+
+
+def map_items(function, indices: list, workers: int, progress: bool) -> list:
+    """``[function(i) for i in indices]`` in ``workers`` forked processes, with a progress bar.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    The workers inherit the module state set up before the call (fork); where fork is not
+    available the items are rendered in this process. The order of the results is that of
+    ``indices`` either way.
+    """
+    from tqdm.auto import tqdm
+
+    results = []
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers) as pool:
+            for result in tqdm(pool.imap(function, indices, chunksize=16), total=len(indices),
+                               desc="write pairs", disable=not progress, leave=False):
+                results.append(result)
+    else:
+        for index in tqdm(indices, desc="write pairs", disable=not progress, leave=False):
+            results.append(function(index))
+    return results
+
+
+def _build(out_dir: Path, prof: Profile, seed: int, sources: dict, fingerprint: str,
+           progress: bool, workers: int | None) -> dict:
+    plan = plan_dataset(prof, seed, sources["_prompts"], sources["espeak"]["available"])
+    total = sum(len(plan["splits"][split]) for split in SPLITS)
+    if workers is None:
+        workers = default_workers(total)
+    decoded, synthesized, babble = prepare_speech(plan, sources, progress, workers)
 
     # 2. render and write every pair (forked workers inherit the speech arrays)
     _STATE.update(splits=plan["splits"], decoded=decoded, synthesized=synthesized,
                   babble=babble, out_dir=out_dir,
                   max_samples=int(round(prof.max_seconds * SAMPLE_RATE)))
     indices = [(split, i) for split in SPLITS for i in range(len(plan["splits"][split]))]
-    results = []
     try:
-        if workers > 1 and can_fork:
-            context = multiprocessing.get_context("fork")
-            with context.Pool(workers) as pool:
-                for result in tqdm(pool.imap(_render, indices, chunksize=16), total=total,
-                                   desc="write pairs", disable=not progress, leave=False):
-                    results.append(result)
-        else:
-            for index in tqdm(indices, desc="write pairs", disable=not progress, leave=False):
-                results.append(_render(index))
+        results = map_items(_render, indices, workers, progress)
     finally:
         _STATE.clear()
 

@@ -3,6 +3,7 @@
 Notebook: 01_signals_and_data.ipynb
 
     python -m tfckd_lite data build --profile mini --out data/generated/mini
+    python -m tfckd_lite data build --profile mc-mini --out data/generated/mc-mini   # L3DAS23-like
     python -m tfckd_lite data verify data/generated/mini
     python -m tfckd_lite data info /path/to/VoiceBank        # any supported corpus
     python -m tfckd_lite data sources                        # which speech sources are installed
@@ -19,8 +20,11 @@ def register(subparsers) -> None:
     commands = parser.add_subparsers(dest="data_command", metavar="ACTION")
 
     build = commands.add_parser("build", help="build (or verify and reuse) the reduced dataset")
-    build.add_argument("--profile", default="mini", choices=["mini", "small"],
-                       help="mini: CI-sized, seconds; small: thousands of pairs (default: mini)")
+    build.add_argument("--profile", default="mini",
+                       choices=["mini", "small", "mc-mini", "mc-small"],
+                       help="mini: CI-sized, seconds; small: thousands of pairs (default: "
+                            "mini); mc-mini, mc-small: the simulated multi-channel L3DAS23 "
+                            "(rooms, two Ambisonics microphones)")
     build.add_argument("--out", required=True, help="output folder, e.g. data/generated/small")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--workers", type=int, default=None,

@@ -304,9 +304,27 @@ def _select_split(entries: list[PairEntry], split: str) -> list[PairEntry]:
     """
     if split not in ("train", "valid") or len(entries) < 2:
         return list(entries)
-    count = max(1, round(len(entries) * HOLDOUT_PERCENT / 100))
-    held = set(sorted((e.name for e in entries), key=_name_hash)[:count])
+    held = holdout_names([e.name for e in entries])
     return [e for e in entries if (e.name in held) == (split == "valid")]
+
+
+def holdout_names(names: Sequence[str]) -> set[str]:
+    """The names that form ``valid`` where a corpus has no validation split of its own.
+
+    Notebook: 01_signals_and_data.ipynb
+
+    The 5 % (at least one) of ``names`` whose hash is lowest; the simulated multi-channel
+    builder uses it to give exactly these names its validation utterances.
+    """
+    return set(sorted(names, key=_name_hash)[:holdout_count(len(names))])
+
+
+def holdout_count(pairs: int) -> int:
+    """How many of ``pairs`` training pairs :func:`holdout_names` keeps for validation.
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    return max(1, round(pairs * HOLDOUT_PERCENT / 100))
 
 
 def _read_log(path: Path) -> dict[str, dict]:

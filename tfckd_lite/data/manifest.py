@@ -3,7 +3,9 @@
 Notebook: 01_signals_and_data.ipynb
 
 :func:`~tfckd_lite.data.build_dataset` writes ``manifest.json`` last, once every file is in
-place; it lists the profile, seed and sources of the set and the sha256 of every file. Its own
+place; it lists the profile, seed and sources of the set and the sha256 of every file. The
+multi-channel sets of ``builder_mc.py`` have the same manifest with their own format tag, since
+they are written in the L3DAS23 layout, not the VoiceBank one. Its own
 sha256 (:func:`manifest_sha256`) therefore pins the exact data a model was trained on, which
 is what a model's description and an experiment folder record. This module is the only one that
 reads or writes it.
@@ -17,7 +19,9 @@ from pathlib import Path
 from ..files import atomic_write_bytes, sha256_file
 
 MANIFEST = "manifest.json"
-FORMAT = "tfckd_lite.reduced_dataset"
+FORMAT = "tfckd_lite.reduced_dataset"                       # the VoiceBank layout (builder.py)
+MULTICHANNEL_FORMAT = "tfckd_lite.reduced_multichannel_dataset"   # L3DAS23 layout (builder_mc.py)
+FORMATS = (FORMAT, MULTICHANNEL_FORMAT)
 
 
 def manifest_path(root) -> Path:
@@ -38,7 +42,7 @@ def load_manifest(root) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); rebuild the set") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         raise ValueError(f"{path} is not a tfckd_lite reduced-dataset manifest")
     if not isinstance(manifest.get("files"), dict):
         raise ValueError(f"{path} lists no files (damaged manifest); rebuild the set")
@@ -53,16 +57,19 @@ def write_manifest(root, manifest: dict) -> Path:
     The bytes are a pure function of ``manifest`` (indented JSON, in the order given), so a set
     rebuilt bit for bit has the same :func:`manifest_sha256`.
     """
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"a reduced-dataset manifest has format {FORMAT!r}, got "
+    if manifest.get("format") not in FORMATS:
+        raise ValueError(f"a reduced-dataset manifest has a format of {FORMATS}, got "
                          f"{manifest.get('format')!r}")
     return atomic_write_bytes(manifest_path(root), (json.dumps(manifest, indent=1) + "\n").encode())
 
 
 def is_reduced_dataset(root) -> bool:
-    """Whether ``root`` holds a manifest that says it is of this library's format.
+    """Whether ``root`` holds a manifest that says it is a reduced set in the VoiceBank layout.
 
     Notebook: 01_signals_and_data.ipynb
+
+    A simulated multi-channel set (:data:`MULTICHANNEL_FORMAT`) is not: it is written in the
+    L3DAS23 layout, and :func:`~tfckd_lite.data.detect_kind` must find that layout.
 
     Only the format tag is read, so that a damaged manifest of ours is still recognised as a
     reduced set and then refused in words by :func:`load_manifest`, instead of being taken for
