@@ -52,6 +52,13 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "colour scale, difference to clean, per-clip metrics and audio, per-frame "
                   "calibration weights of a whole utterance, an interactive widget built on pure "
                   "functions", "10 s"),
+    NotebookEntry("07_multichannel.ipynb", "Multi-channel: Ambisonics, rooms, L3DAS23",
+                  "what a first-order Ambisonics microphone records, room impulse responses, "
+                  "inter-channel level and phase differences with and without reverberation, the "
+                  "dry target and what reverberation costs, the 8-plane input and the mask on the "
+                  "reference channel, distillation mechanics on multi-channel networks, the "
+                  "L3DAS23 metric from transcripts, how the simulation differs from L3DAS23",
+                  "35 s"),
     NotebookEntry("08_judging_methods.ipynb", "Judging methods fairly",
                   "on the shipped experiment's runs: the variance of a difference from seeds and "
                   "from clips, what a clip-level bootstrap answers and what it does not, paired "
