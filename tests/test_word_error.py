@@ -46,3 +46,28 @@ def test_the_l3das23_metric_clips_and_averages_per_utterance():
     assert score["metric"] == pytest.approx((0.775 + 0.8) / 2)
     assert score["wer"] == pytest.approx(0.125) and score["stoi"] == pytest.approx(0.7)
     assert (score["scored"], score["unscored"]) == (2, 1)
+
+
+def test_the_l3das23_metric_with_a_recogniser_runs_it_on_labels_and_enhanced_speech():
+    import numpy as np
+
+    from tfckd_lite.metrics import stoi
+    from tfckd_lite.word_error import l3das23_task1, l3das23_task1_with
+
+    rng = np.random.default_rng(0)
+    labels = [rng.standard_normal(16000) for _ in range(2)]
+    enhanced = [x + 0.3 * rng.standard_normal(16000) for x in labels]
+    heard = {id(labels[0]): "one two three", id(enhanced[0]): "one two tree",
+             id(labels[1]): "four", id(enhanced[1]): "four"}
+    calls = []
+
+    def recognise(wave):
+        calls.append(id(wave))
+        return heard[id(wave)]
+
+    result = l3das23_task1_with(recognise, enhanced, labels)
+    assert sorted(calls) == sorted(heard)               # every label and every enhanced signal
+    stois = [float(stoi(e, c)) for e, c in zip(enhanced, labels)]
+    assert result == l3das23_task1(stois, ["one two three", "four"], ["one two tree", "four"])
+    with pytest.raises(ValueError, match="one of each per utterance"):
+        l3das23_task1_with(recognise, enhanced[:1], labels)

@@ -10,7 +10,8 @@ STOI are clipped to [0, 1]; an utterance whose reference transcript has no word 
 
 No recogniser can be downloaded here, so this library cannot produce WERs itself: a user runs
 their own recogniser on the clean labels and on the enhanced files and passes both lists of
-transcripts, with the STOIs from :func:`tfckd_lite.metrics.stoi`, to :func:`l3das23_task1`.
+transcripts, with the STOIs from :func:`tfckd_lite.metrics.stoi`, to :func:`l3das23_task1`, or
+passes the recogniser itself to :func:`l3das23_task1_with`.
 :func:`word_error_rate` is also available on its own (corpus-level: the word edits,
 substitutions + deletions + insertions by Levenshtein alignment, summed over utterances and
 divided by the number of reference words). Text is normalised first (:func:`normalise`):
@@ -20,9 +21,11 @@ lower case, punctuation other than in-word apostrophes removed, whitespace colla
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+
+from .audio import SAMPLE_RATE
 
 _PUNCTUATION = re.compile(r"[^\w\s']|(?<!\w)'|'(?!\w)")
 
@@ -122,3 +125,22 @@ def l3das23_task1(stois: Sequence[float], references: Sequence[str],
     return {"metric": float(np.mean(metrics)), "stoi": float(np.mean(kept_stoi)),
             "wer": float(np.mean(kept_wer)), "scored": len(metrics),
             "unscored": len(stois) - len(metrics)}
+
+
+def l3das23_task1_with(recognise: Callable[[np.ndarray], str], enhanced: Sequence[np.ndarray],
+                       labels: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> dict:
+    """:func:`l3das23_task1` of enhanced waveforms, with ``recognise(wave) -> str`` the user's
+    speech recogniser (run on every clean label and every enhanced signal, as the challenge
+    runs its wav2vec 2.0 model) and the STOIs computed here (:func:`tfckd_lite.metrics.stoi`).
+
+    Notebook: 07_multichannel.ipynb
+
+    ``enhanced[i]`` and ``labels[i]`` are ``[N]`` arrays at ``sample_rate`` of utterance ``i``.
+    """
+    from .metrics import stoi
+
+    if len(enhanced) != len(labels):
+        raise ValueError(f"{len(enhanced)} enhanced signals and {len(labels)} labels: one of "
+                         "each per utterance")
+    stois = [float(stoi(e, c, sample_rate)) for e, c in zip(enhanced, labels)]
+    return l3das23_task1(stois, [recognise(c) for c in labels], [recognise(e) for e in enhanced])
