@@ -22,7 +22,7 @@ help:
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
 	@echo "make data-mc - build 'mc-small', the simulated multi-channel L3DAS23, in data/generated/mc-small"
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"
-	@echo "make pretrained-mc - train and export the 4-channel lite teacher and student on mc-small (~2 h)"
+	@echo "make pretrained-mc - train and export the 4-channel lite teacher and student on mc-small"
 	@echo "make reproduce - every distillation method x 3 seeds on 'small'; ships the results (GPU: minutes, CPU: many hours)"
 	@echo "make reproduce-status - how far 'make reproduce' has got, and the time left"
 	@echo "make reproduce-stage - git add the experiment's finished runs and the resume files of runs in progress"
@@ -113,7 +113,7 @@ pretrained: data
 	$(call train-and-export,lite-teacher,lite-student,data/generated/small,)
 
 # The shipped 4-channel models (issue 28): the same schedule on the simulated L3DAS23
-# (mc-small, microphone A); the teacher alone takes about 2 h on one thread.
+# (mc-small, microphone A).
 pretrained-mc: data-mc
 	$(call train-and-export,lite-teacher-mc4,lite-student-mc4,data/generated/mc-small,--mics A)
 
