@@ -262,6 +262,71 @@ def test_a_second_call_resumes_without_retraining(finished):
         assert (Path(folder) / RunFolder.BEST).stat().st_mtime_ns == stamp
 
 
+def test_extra_seeds_are_added_on_resume_and_paired_over_the_seeds_both_have(mini, tmp_path,
+                                                                              monkeypatch):
+    torch.set_num_threads(1)
+    cfg = tiny_config(mini, tmp_path / "experiment", kd_weights=(1.0,), grid_extensions=0)
+    trained = []
+    real = experiment.runner.run_training
+
+    def counting(config, **kwargs):
+        trained.append((kwargs["method"], config.seed))
+        return real(config, **kwargs)
+    monkeypatch.setattr(experiment.runner, "run_training", counting)
+    experiment.reproduce(cfg, progress=False)
+    assert sorted(trained) == [("none", 0), ("none", 1), ("tfckd", 0), ("tfckd", 1)]
+    stamps = {p: p.stat().st_mtime_ns for p in Path(cfg.out, "runs").rglob("*") if p.is_file()}
+    # a resume adds seed 2 of tfckd: that run alone trains, and the record grows
+    more = dataclasses.replace(cfg, extra_seeds=(2,), extra_seed_methods=("tfckd",))
+    trained.clear()
+    results = experiment.reproduce(more, progress=False)
+    assert trained == [("tfckd", 2)]
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    assert json.loads((Path(cfg.out) / experiment.RECORD_FILE).read_text())["config"][
+        "extra_seeds"] == [2]
+    with pytest.raises(experiment.ExperimentMismatchError, match="extra_seeds"):
+        experiment.check_experiment_folder(cfg)                 # never removed again
+    # a method's mean uses all its seeds; the comparison only those both methods have
+    assert results["methods"]["tfckd"]["seeds"] == [0, 1, 2]
+    assert results["methods"]["none"]["seeds"] == [0, 1]
+    assert results["methods"]["tfckd"]["scores"]["pesq_wb"]["n"] == 3
+    entry = results["paired"]["methods"]["none"]["pesq_wb"]
+    assert entry["seeds"] == entry["seed_level"]["seeds"] == [0, 1]
+    records = {m: {r["seed"]: json.loads((Path(r["folder"]) / RunFolder.TEST_SCORES)
+                                         .read_text())["records"]
+                   for r in results["runs"] if r["method"] == m and r["seed"] in (0, 1)}
+               for m in ("tfckd", "none")}
+    assert entry["mean"] == pytest.approx(
+        experiment.paired_comparison(records, "tfckd")["methods"]["none"]["pesq_wb"]["mean"])
+    table = experiment.results_markdown(results)
+    assert "seeds 0, 1 for `none`; seeds 0, 1, 2 for `tfckd`" in table
+    assert "averaged over the seeds both methods have" in table
+    # every run trained here counted its clipped steps: the report gives their share
+    for method in ("none", "tfckd"):
+        clipped = results["methods"][method]["clipped_fraction"]
+        assert clipped["recorded"] == clipped["runs"] == len(results["methods"][method]["seeds"])
+        assert 0.0 <= clipped["mean"] <= 1.0
+        assert f"| `{method}` | {100 * clipped['mean']:.1f} % |" in table
+
+
+def test_the_clip_count_is_never_made_up_for_runs_trained_before_it():
+    from tfckd_lite.experiment.results import run_clipped_fraction
+    counted = {"steps": 10, "clipped_fraction": 0.3, "median_norm": 1.0, "p90_norm": 2.0,
+               "non_finite": 0}
+    assert run_clipped_fraction([{"seconds": 1.0}] * 2, 2) is None
+    assert run_clipped_fraction([{"gradient": counted}, {"gradient": {**counted, "steps": 30,
+                                                                     "clipped_fraction": 0.1}}],
+                                2) == pytest.approx((3 + 3) / 40)
+    assert run_clipped_fraction([{"seconds": 1.0}, {"gradient": counted}], 2) == 0.3
+    results = {"config": {"grad_clip": 5.0}, "methods": {
+        "output": {"clipped_fraction": {"mean": None, "recorded": 0, "runs": 3}},
+        "tfckd": {"clipped_fraction": {"mean": 0.25, "recorded": 1, "runs": 3}}}}
+    table = experiment.clipping_markdown(results)
+    assert "| `output` | not recorded | 0 of 3 |" in table
+    assert "| `tfckd` | 25.0 % | 1 of 3 |" in table
+    assert experiment.clipping_markdown({"methods": {"none": {}}}) == ""     # older results
+
+
 def shipping_into(folder, monkeypatch):
     """Point the package's pretrained folder at ``folder``, holding a copy of the teacher."""
     for suffix in (".safetensors", ".json"):       # the teacher the students name
@@ -662,6 +727,34 @@ def test_stage_commits_finished_runs_and_the_resume_files_of_runs_in_progress(mo
     monkeypatch.chdir(tmp_path)                 # outside a checkout: a clear error
     with pytest.raises(RuntimeError, match="git rev-parse"):
         experiment.stage(tiny_config(tmp_path, tmp_path / "nowhere"))
+
+
+def test_output_balanced_is_tuned_only_where_the_se_term_still_counts(mini, monkeypatch,
+                                                                      tmp_path):
+    torch.set_num_threads(1)
+    cfg = tiny_config(mini, tmp_path, methods=("none", "output", "output-balanced"),
+                      kd_weights=None, grid_extensions=2)
+    # the measurement: both terms' gradients on the student at its initialisation
+    ratio = experiment.kd_gradient_ratio("output-balanced", cfg)
+    assert 0 < ratio < math.inf
+    assert experiment.kd_weight_cap("output-balanced", cfg) == pytest.approx(1.0 / ratio)
+    assert experiment.kd_weight_cap("output", cfg) is None
+    # a cap of 0.86 (the small set's): one digit, rounded down, is the grid's top
+    monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1 / 0.864)
+    assert experiment.kd_grid("output-balanced", cfg) == (0.008, 0.08, 0.8)
+    assert experiment.kd_grid("output", cfg) == experiment.TUNING_GRIDS["output"]
+    # the best λ at the top end does not extend the grid past the cap; at the bottom it does
+    _fake_tuning(monkeypatch, {0.0008: 0, 0.008: 0, 0.08: 1, 0.8: 2}, {0.0008, 0.008, 0.08, 0.8})
+    assert experiment.tuned_grid("output-balanced", cfg) == [0.008, 0.08, 0.8]
+    _fake_tuning(monkeypatch, {0.0008: 0, 0.008: 2, 0.08: 1, 0.8: 0}, {0.0008, 0.008, 0.08, 0.8})
+    assert experiment.tuned_grid("output-balanced", cfg) == [0.0008, 0.008, 0.08, 0.8]
+    # measured once: the grid the folder recorded is kept, whatever a new measurement says
+    monkeypatch.undo()                                   # real runs again: none has trained
+    monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1 / 0.864)
+    experiment.check_experiment_folder(cfg)
+    monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1 / 0.5)
+    assert experiment.kd_grid("output-balanced", cfg) == (0.008, 0.08, 0.8)
+    experiment.check_experiment_folder(cfg)
 
 
 def test_default_grids_are_centred_per_method_and_one_grid_overrides_them(tmp_path):

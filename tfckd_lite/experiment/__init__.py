@@ -131,13 +131,13 @@ from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, ablate
                    kd_grid, kd_weight_cap, method_groups, method_tuning_runs, planned_runs,
                    run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
                    validation_score)
-from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, paired_markdown,
-                     plot_paired, plot_results, power_markdown, results_markdown,
-                     seed_level_markdown, ship, shipped_results, write_report)
+from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, clipping_markdown,
+                     paired_markdown, plot_paired, plot_results, power_markdown,
+                     results_markdown, seed_level_markdown, ship, shipped_results, write_report)
 from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, VERDICT_LEVELS,
                       calibration_probe, collect_results, final_calibration_spread,
                       paired_comparison, paired_verdicts, run_calibration_agreement,
-                      verdict_interval)
+                      run_clipped_fraction, verdict_interval)
 from .statistics import (SEEDS_NEEDED_LIMIT, difference_matrix, paired_seed_test, paired_t_power,
                          seed_level_comparison, seeds_needed, shared_seeds, two_level_bootstrap,
                          variance_components)
@@ -152,7 +152,7 @@ __all__ = [
     "kd_grid", "ablated_method", "centred_grid", "kd_weight_cap", "method_groups",
     "method_tuning_runs", "PROBE_BATCHES", "kd_gradient_ratio", "planned_runs", "run_seconds", "settled_kd_weight", "tuned_grid",
     "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
-    "calibration_markdown", "paired_markdown", "plot_paired", "plot_results", "power_markdown",
+    "calibration_markdown", "clipping_markdown", "run_clipped_fraction", "paired_markdown", "plot_paired", "plot_results", "power_markdown",
     "results_markdown", "seed_level_markdown", "ship", "shipped_results", "write_report",
     "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE", "VERDICT_LEVELS", "calibration_probe",
     "collect_results", "final_calibration_spread", "paired_comparison", "paired_verdicts",
