@@ -806,6 +806,9 @@ def test_sigterm_stops_the_training_processes_too(monkeypatch, tmp_path):
     ({"methods": ("tfckd", "nonsense")}, "unknown method"),
     ({"methods": ("tfckd",)}, "needs method 'none'"),
     ({"seeds": (1, 1)}, "distinct"),
+    ({"extra_seeds": (1,), "extra_seed_methods": ("none",)}, "not among seeds"),
+    ({"extra_seeds": (3,), "extra_seed_methods": ("fitnets",)}, "methods of the experiment"),
+    ({"extra_seeds": (3,)}, "go together"),
     ({"kd_weights": (0.0,)}, "positive"),
     ({"jobs": 0}, "jobs"),
     ({"grid_extensions": -1}, "grid_extensions"),
@@ -1203,7 +1206,8 @@ def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatc
 
 def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path / "out", remix_snr=(0.0, 20.0), checkpoint_every=7,
-                      grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors")
+                      grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors",
+                      extra_seeds=(5, 7), extra_seed_methods=("output", "none"))
     argv = shlex.split(experiment.reproduce_command(cfg))[3:]
     assert config_from_args(build_parser().parse_args(argv)) == cfg
     # every validation clip: None, where the experiment's default is 100
