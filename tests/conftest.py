@@ -69,3 +69,15 @@ def kill_at_step():
         return SimulatedKill
 
     return arm
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher():
+    """The tiny teacher of tests/tiny_models.py with its fixed random weights, in eval mode."""
+    import torch
+
+    from tfckd_lite.models import DPDCRN
+    from tiny_models import TEACHER, TEACHER_SEED
+
+    torch.manual_seed(TEACHER_SEED)
+    return DPDCRN(TEACHER).eval()

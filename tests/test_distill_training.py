@@ -14,21 +14,18 @@ from tfckd_lite.distill.distiller import weights_sha256
 from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import PRESETS, DPDCRN, DPDCRNConfig
 from tfckd_lite.run_folder import RunFolder
-from tfckd_lite.stft import HOP_LENGTH, segment_frames
+from tfckd_lite.stft import HOP_LENGTH
 from tfckd_lite.train import TrainConfig, fit
+
+from tiny_models import BATCH, FRAMES, SEGMENT, STUDENT, TEACHER
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-STUDENT = DPDCRNConfig(channels=8, dual_path_layers=1)
-TEACHER = DPDCRNConfig(channels=8, dual_path_layers=2)
-BATCH, SEGMENT = 2, 0.5
-FRAMES = segment_frames(SEGMENT)
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    torch.manual_seed(100)
-    return DPDCRN(TEACHER).eval()
+def teacher(tiny_teacher):
+    return tiny_teacher
 
 
 @pytest.fixture(scope="module")

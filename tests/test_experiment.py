@@ -344,6 +344,9 @@ def test_ship_exports_students_with_a_loadable_distiller(finished, tmp_path, mon
     by_noise = pretrained.describe("lite-student-tfckd")["test"]["by"]["noise"]
     assert sum(s["clips"] for s in by_noise.values()) == cfg.test_clips
     assert experiment.shipped_results()["methods"] == json.loads(json.dumps(results["methods"]))
+    clips = experiment.shipped_clip_records()          # every final run's per-clip scores
+    assert {m: sorted(seeds) for m, seeds in clips.items()} == \
+        {m: sorted(cfg.seeds) for m in results["methods"]}
     distiller = pretrained.load_distiller("lite-student-tfckd")
     assert distiller.name == "tfckd" and distiller.kd_weight == results["methods"]["tfckd"]["kd_weight"]
     best_run = Run("tfckd", distiller.kd_weight, results["methods"]["tfckd"]["best_seed"])

@@ -9,18 +9,15 @@ import torch
 from tfckd_lite.data import make_loader
 from tfckd_lite.distill import METHODS, build_distiller
 from tfckd_lite.losses import compressed_spectral_loss
-from tfckd_lite.models import DPDCRN, DPDCRNConfig
+from tfckd_lite.models import DPDCRN
 from tfckd_lite.precision import as_fp32, autocast, full_precision, grad_scaler
-from tfckd_lite.stft import segment_frames
 from tfckd_lite.run_folder import RunFolder
 from tfckd_lite.train import SupervisedTask, TrainConfig, _optimisation_step, fit
 
+from tiny_models import BATCH, FRAMES, SEGMENT, STUDENT
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-STUDENT = DPDCRNConfig(channels=8, dual_path_layers=1)
-TEACHER = DPDCRNConfig(channels=8, dual_path_layers=2)
-BATCH, SEGMENT = 2, 0.5
-FRAMES = segment_frames(SEGMENT)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +26,8 @@ def batch(splits):
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    torch.manual_seed(100)
-    return DPDCRN(TEACHER).eval()
+def teacher(tiny_teacher):
+    return tiny_teacher
 
 
 def _distiller(method, teacher):

@@ -52,6 +52,11 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "colour scale, difference to clean, per-clip metrics and audio, per-frame "
                   "calibration weights of a whole utterance, an interactive widget built on pure "
                   "functions", "10 s"),
+    NotebookEntry("08_judging_methods.ipynb", "Judging methods fairly",
+                  "on the shipped experiment's runs: the variance of a difference from seeds and "
+                  "from clips, what a clip-level bootstrap answers and what it does not, paired "
+                  "tests across seeds, the seeds a difference needs (power), choosing λ on "
+                  "validation and the winner's curse", "6 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).
@@ -97,6 +102,10 @@ ASSIGNMENTS: list[AssignmentEntry] = [
     AssignmentEntry("a4_ablation", "Ablation: learned vs uniform calibration",
                     "run tfckd and tfckd-uniform for a few steps, implement the measures of a run, "
                     "interpret them in writing", "about 45 min"),
+    AssignmentEntry("a5_seed_statistics", "Statistics across training seeds",
+                    "implement per-seed paired differences, the paired t interval across seeds, a "
+                    "two-level bootstrap and the seeds a difference needs; explain what a "
+                    "clip-level interval does not answer", "about 60 min"),
 ]
 
 

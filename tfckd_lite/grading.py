@@ -1,8 +1,8 @@
 """Checks used by the autograder cells of the graded course assignments.
 
 Notebooks: assignments/source/a1_time_relation/a1_time_relation.ipynb,
-a2_calibrated_set_loss, a3_fusion_step and a4_ablation (the nbgrader course in
-``notebooks/assignments/``; its README is the instructor guide).
+a2_calibrated_set_loss, a3_fusion_step, a4_ablation and a5_seed_statistics (the nbgrader
+course in ``notebooks/assignments/``; its README is the instructor guide).
 
 An autograder cell should fail with a message that tells a student what is wrong, not with a
 bare ``assert`` or a wall of numbers. These helpers raise ``AssertionError`` (which nbgrader

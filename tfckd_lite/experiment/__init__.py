@@ -94,7 +94,8 @@ An unfinished run whose files were committed without their resume state starts o
 ``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
 ``tfckd_lite/pretrained/lite-student-<method>`` (with the distiller extras of the methods in
 :data:`SHIPPED_EXTRAS`) and the report as
-``tfckd_lite/pretrained/results/distillation.{json,md,png}``, which notebook 05 and the README
+``tfckd_lite/pretrained/results/distillation.{json,md,png}`` (and the final runs' per-clip scores,
+``distillation.clips.json``, for notebook 08), which notebook 05 and the README
 show.
 
 The package, one module per concern (every public name is also importable from here):
@@ -113,6 +114,8 @@ The package, one module per concern (every public name is also importable from h
 ``statistics``  seed-level statistics: the paired t-test across seeds, the two-level bootstrap,
                 variance components, the seeds a comparison needs (:func:`seeds_needed`)
 ``report``      the Markdown tables, the figure, :func:`write_report`, :func:`ship`
+``clips``       the final runs' per-clip test scores, shipped beside the report
+                (:func:`shipped_clip_records`) so that notebook 08 can redo the statistics
 ``folder``      ``experiment.json`` (:func:`check_experiment_folder`), :func:`status`, what is
                 committed (:func:`finished_files`, :func:`in_progress_files`, :func:`stage`)
 ``cli``         the ``reproduce`` command
@@ -120,6 +123,8 @@ The package, one module per concern (every public name is also importable from h
 """
 
 from .cli import register
+from .clips import (CLIPS_SUFFIX, clip_records_from_scores, clip_scores, clips_file,
+                    run_clip_records, shipped_clip_records, write_clip_scores)
 from .config import (PER_RUN_SETTINGS, SHIPPED_EXTRAS, ExperimentConfig, Run, default_training,
                      reproduce_command)
 from .folder import (RECORD_FILE, TEACHER_SCORES_FILE, ExperimentMismatchError,
@@ -159,4 +164,6 @@ __all__ = [
     "run_calibration_agreement", "verdict_interval", "SEEDS_NEEDED_LIMIT", "difference_matrix",
     "paired_seed_test", "paired_t_power", "seed_level_comparison", "seeds_needed",
     "shared_seeds", "two_level_bootstrap", "variance_components", "reproduce", "train_runs",
+    "CLIPS_SUFFIX", "clip_records_from_scores", "clip_scores", "clips_file", "run_clip_records",
+    "shipped_clip_records", "write_clip_scores",
 ]

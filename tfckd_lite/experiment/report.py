@@ -454,10 +454,12 @@ def ship(results: dict, progress: bool = True) -> dict[str, Path]:
     Notebook: 05_distillation.ipynb
 
     ``lite-student-<method>`` (best seed by validation PESQ-WB; with its distiller extras for
-    the methods of :data:`SHIPPED_EXTRAS`) for every method but ``none``, and
-    ``pretrained/results/distillation.{json,md,png}``.
+    the methods of :data:`SHIPPED_EXTRAS`) for every method but ``none``,
+    ``pretrained/results/distillation.{json,md,png}``, and the final runs' per-clip scores,
+    ``distillation.clips.json`` (:func:`~.clips.write_clip_scores`).
     """
     from .. import pretrained
+    from .clips import write_clip_scores
 
     cfg = ExperimentConfig.from_dict(results["config"])
     shipped = {}
@@ -471,6 +473,7 @@ def ship(results: dict, progress: bool = True) -> dict[str, Path]:
             folder.path, f"{cfg.student}-{method}", cfg.data, report=cached, progress=progress,
             command=results["command"] + " --ship", extras=method in SHIPPED_EXTRAS)
     write_report(results, RESULTS_DIR, stem=SHIPPED_NAME)
+    write_clip_scores(results)
     return shipped
 
 
