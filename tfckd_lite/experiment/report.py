@@ -72,9 +72,11 @@ def results_markdown(results: dict) -> str:
               f"validation included; mean over seeds){side_by_side} on the machine that ran them, "
               "so it also carries that machine's load; the controlled cost of one step per "
               "method is `bench/bench_distill.py`'s.",
-              "", f"Seed {tuning} chose λ on validation PESQ-WB (every method whose λ column "
-              "names no other method's; an ablation is tuned on a grid centred on the λ of the "
-              "method it ablates), so its test scores may be a little lucky; the column without "
+              "", f"Seed {tuning} chose λ on validation PESQ-WB (a λ column that names another "
+              "method's was chosen by that method's tuning"
+              + ("; each ablation is tuned on a grid centred on the λ of the method it ablates"
+                 if any(e.get("ablation_of") for e in results["methods"].values()) else "")
+              + "), so its test scores may be a little lucky; the column without "
               f"seed {tuning} gives each method's mean over the other seeds, which played no "
               f"part in any choice (every method drops seed {tuning}, `none` too). "
               + _seed_sets_text(results)]
@@ -195,8 +197,10 @@ def paired_markdown(paired: dict) -> str:
              "one the method would repeat (the seed-level table below).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, entry in paired["methods"].items():
-        seeds = entry[metrics[0]].get("seeds")
-        cells = ["all" if seeds is None else ", ".join(map(str, seeds))]
+        first = entry[metrics[0]]
+        # (results written before methods could differ in seeds: every method had the same)
+        seeds = first.get("seeds") or (first.get("seed_level") or {}).get("seeds")
+        cells = ["every seed of each" if seeds is None else ", ".join(map(str, seeds))]
         for key in metrics:
             e, d = entry[key], digits[key] + 1
             cells += [f"{e['mean']:+.{d}f}", f"[{e['low']:+.{d}f}, {e['high']:+.{d}f}]",
