@@ -381,8 +381,8 @@ def _own_times(method: str, times: dict[str, list[float]]) -> list[float]:
 def epoch_seconds(method: str, times: dict[str, list[float]]) -> float | None:
     """Estimated seconds per epoch of ``method``: the median measured time of the method (robust
     to an epoch slowed by a pause or a busy machine), else of the method it ablates or of one
-    built the same way, else (untimed) the fastest measured method's times :data:`UNTIMED_FACTOR`; ``None`` while nothing
-    at all has been measured.
+    built the same way, else (untimed) the fastest measured method's times
+    :data:`UNTIMED_FACTOR`; ``None`` while nothing at all has been measured.
 
     Notebook: 05_distillation.ipynb
     """
