@@ -118,13 +118,14 @@ pretrained-mc: data-mc
 	$(call train-and-export,lite-teacher-mc4,lite-student-mc4,data/generated/mc-small,--mics A)
 
 # The distillation experiment of notebook 05: every method x 3 seeds under one budget, λ tuned on
-# validation; resumable (re-run the same command after an interruption). --ship exports the best
+# validation, and seeds 3-5 of the leading methods (issue 27 §4); resumable (re-run the same command after an interruption). --ship exports the best
 # seeds and the report into tfckd_lite/pretrained. On a CPU, two single-threaded runs side by side.
 # The folder is committed, so a fresh clone resumes where it stopped. On a machine lent for a while:
 #   STOP_AFTER=2.6  trains for 2.6 h, then stops the runs in progress at their last checkpoint;
 #                   `make reproduce-stage` then commits them too, and the next machine continues
 #   HOURS=2.5       starts only runs estimated to finish within 2.5 h and waits for them
-REPRODUCE_ARGS := --data data/generated/small --out experiments/distillation-small --jobs 2
+REPRODUCE_ARGS := --data data/generated/small --out experiments/distillation-small --jobs 2 \
+	--extra-seeds 3 4 5 --extra-seed-methods none tfckd frame-similarity tfckd-intra
 reproduce: data
 	$(PY) -m tfckd_lite reproduce $(REPRODUCE_ARGS) $(if $(HOURS),--hours $(HOURS)) \
 	  $(if $(STOP_AFTER),--stop-after $(STOP_AFTER)) --ship

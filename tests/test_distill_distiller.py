@@ -122,13 +122,50 @@ def test_gradients_reach_student_calibration_and_both_fusion_chains():
 
 def test_uniform_ablation_freezes_the_teacher_chains_it_cannot_train():
     d = _build("tfckd-uniform")
-    assert d.calibration is None
+    assert d.calibration is None and d.fusion_trainer is None
     assert all(not p.requires_grad for p in d.teacher_fusion.parameters())
     d(*_batch())["kd"].backward()
     assert _grad_norm(d.student_fusion.parameters()) > 0
     assert {id(p) for p in d.extra_parameters()} == {id(p) for p in d.student_fusion.parameters()}
     assert set(d.last_weights["encoder"]) == {"time", "freq"}
     assert (d.last_weights["dual_path"]["time"] == 0.5).all()          # 1 / n_t with n_t = 2
+
+
+def test_uniform_ablation_with_trained_fusion_changes_the_weights_alone():
+    d = _build("tfckd-uniform-trained-fusion")
+    assert d.calibration is None and d.calibration_summary(_batch()[0]) is None
+    assert all(p.requires_grad for p in d.teacher_fusion.parameters())
+    before = copy.deepcopy(d.teacher_fusion.state_dict())
+    optimiser = torch.optim.SGD(d.trainable_parameters(), lr=0.1)
+    losses = d(*_batch())
+    # every weight of every stage is exactly 1/n_t, inter included (its straight-through sum)
+    for stage, by_stream in d.last_weights.items():
+        n_t = by_stream["time"].shape[-1]
+        for w in by_stream.values():
+            assert torch.equal(w, torch.full_like(w, 1.0 / n_t)), stage
+    losses["total"].backward()
+    for set_name, chain in d.teacher_fusion.items():
+        assert _grad_norm(chain.parameters()) > 0, set_name
+    assert _grad_norm(d.fusion_trainer.parameters()) > 0
+    optimiser.step()
+    for set_name in d.teacher_fusion:                  # a step moves every chain
+        assert any(not torch.equal(before[k], v) for k, v in d.teacher_fusion.state_dict().items()
+                   if k.startswith(f"{set_name}.")), set_name
+    extra = {id(p) for p in d.extra_parameters()}
+    assert extra == {id(p) for m in (d.student_fusion, d.teacher_fusion, d.fusion_trainer)
+                     for p in m.parameters()}
+    # the student's loss and gradient are the frozen-chain ablation's on the same weights
+    frozen = _build("tfckd-uniform")
+    frozen.load_state_dict({k: v for k, v in d.state_dict().items()
+                            if not k.startswith("fusion_trainer.")})
+    d.zero_grad(), frozen.zero_grad()
+    ours, theirs = d(*_batch(seed=1)), frozen(*_batch(seed=1))
+    torch.testing.assert_close(ours["total"], theirs["total"], rtol=0, atol=0)
+    ours["total"].backward(), theirs["total"].backward()
+    for a, b in zip(d.student.parameters(), frozen.student.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+    with pytest.raises(ValueError, match="train_teacher_fusion"):
+        TFCKDDistiller(*_models(), mse, B, T, train_teacher_fusion=True)    # learned: no
 
 
 def test_calibration_weights_exposed_for_plotting():

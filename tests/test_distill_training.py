@@ -106,8 +106,9 @@ def test_distillation_trains_through_fit(method, teacher, splits, tmp_path):
         assert "calibration" not in record and "calibration_initial" not in record
 
 
-def test_uniform_calibration_records_no_weights(teacher, splits, tmp_path):
-    result = _fit(_distiller("tfckd-uniform", teacher), splits, tmp_path, _config())
+@pytest.mark.parametrize("method", ["tfckd-uniform", "tfckd-uniform-trained-fusion"])
+def test_uniform_calibration_records_no_weights(teacher, splits, tmp_path, method):
+    result = _fit(_distiller(method, teacher), splits, tmp_path, _config())
     assert "calibration" not in result.history[0]
 
 

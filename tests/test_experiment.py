@@ -81,43 +81,74 @@ def test_lambda_is_chosen_on_validation_only(finished):
         assert tuning[f"{w:g}"] == experiment.validation_score(Run("tfckd", w, 0), cfg)
 
 
-def test_ablations_reuse_the_lambda_of_the_method_they_ablate(finished):
+def test_an_ablation_is_timed_like_the_method_it_ablates_until_it_has_epochs(finished):
     cfg, results = finished
     wider = dataclasses.replace(cfg, methods=("none", "tfckd", "tfckd-uniform"))
-    assert not [r for r in experiment.tuning_runs(wider) if r.method == "tfckd-uniform"]
-    lam = results["methods"]["tfckd"]["kd_weight"]
-    chosen = experiment.choose_kd_weights(wider)
-    assert chosen["tfckd-uniform"] == {"kd_weight": lam, "valid_pesq_wb": {},
-                                       "tuned_with": "tfckd"}
-    assert chosen["tfckd"]["tuned_with"] == "tfckd" and chosen["tfckd"]["valid_pesq_wb"]
+    # one grid for every method (kd_weights): the ablation's tuning runs are known at once
+    assert {r.kd_weight for r in experiment.tuning_runs(wider)
+            if r.method == "tfckd-uniform"} == set(cfg.kd_weights)
     uniform = [r for r in experiment.status(wider)["runs"] if r["method"] == "tfckd-uniform"]
     assert [(r["kd_weight"], r["seed"], r["epochs_done"]) for r in uniform] == \
-        [(lam, 0, 0), (lam, 1, 0)]
+        [(1.0, 0, 0), (10.0, 0, 0), (None, 1, 0)]
     # its time left is estimated from tfckd's measured epochs until it has its own
+    lam = results["methods"]["tfckd"]["kd_weight"]
     tfckd_runs = [Run("tfckd", w, 0) for w in experiment.tuned_grid("tfckd", cfg)] + \
         [Run("tfckd", lam, 1)]
     seconds = [h["seconds"] for run in tfckd_runs
                for h in json.loads((run.folder(cfg) / RunFolder.HISTORY).read_text())]
     assert experiment.status(wider)["seconds_left"] == pytest.approx(
-        2 * cfg.train.epochs * float(np.median(seconds)))
+        3 * cfg.train.epochs * float(np.median(seconds)))
     # with two runs side by side, the wall clock left is about half of that
     two = experiment.status(dataclasses.replace(wider, jobs=2))
     assert f"roughly {two['seconds_left'] / 2 / 3600:.1f} h of wall clock with 2 runs" in \
         experiment.format_status(two, cfg.train.epochs)
-    # before tfckd is tuned the ablation's runs are planned with λ unknown, seed 0 included
-    fresh = dataclasses.replace(wider, out=str(Path(cfg.out).parent / "not-started"))
-    assert [(r["kd_weight"], r["seed"]) for r in experiment.status(fresh)["runs"]
-            if r["method"] == "tfckd-uniform"] == [(None, 0), (None, 1)]
-    # without the full method in the experiment, an ablation is tuned like any method
+
+
+def _fake_scores(monkeypatch, scores: dict[str, dict[float, float]], finished: set):
+    """Validation PESQ-WB per method and λ; the runs in ``finished`` ((method, λ, seed)) are
+    done."""
+    monkeypatch.setattr(experiment.plan, "validation_score",
+                        lambda run, cfg: scores[run.method][run.kd_weight])
+    monkeypatch.setattr(Run, "finished",
+                        lambda run, cfg: (run.method, run.kd_weight, run.seed) in finished)
+
+
+def test_ablations_are_tuned_around_the_lambda_of_the_method_they_ablate(monkeypatch, tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path, methods=("none", "tfckd", "tfckd-uniform"),
+                      seeds=(0, 1, 2), kd_weights=None, grid_extensions=1)
+    scores = {"tfckd": {0.1: 0.0, 1.0: 2.0, 10.0: 1.0},
+              "tfckd-uniform": {0.01: 2.0, 0.1: 3.0, 1.0: 1.0, 10.0: 0.0}}
+    _fake_scores(monkeypatch, scores, finished={("tfckd", 0.1, 0), ("tfckd", 1.0, 0)})
+    # while tfckd tunes, the ablation's grid is unknown: its runs are planned with λ unknown
+    assert experiment.kd_grid("tfckd-uniform", cfg) is None
+    assert not [r for r in experiment.tuning_runs(cfg) if r.method == "tfckd-uniform"]
+    assert [(r["kd_weight"], r["seed"]) for r in experiment.status(cfg)["runs"]
+            if r["method"] == "tfckd-uniform"] == [(None, 0)] * 3 + [(None, 1), (None, 2)]
+    # tfckd chose λ = 1: the ablation's grid is centred there, and grows past its best end
+    done = {("tfckd", w, 0) for w in (0.1, 1.0, 10.0)}
+    _fake_scores(monkeypatch, scores, finished=done)
+    assert experiment.kd_grid("tfckd-uniform", cfg) == experiment.centred_grid(1.0) == \
+        (0.1, 1.0, 10.0)
+    assert [r.kd_weight for r in experiment.tuning_runs(cfg) if r.method == "tfckd-uniform"] \
+        == [0.1, 1.0, 10.0]
+    done |= {("tfckd-uniform", w, 0) for w in (0.1, 1.0, 10.0)}
+    _fake_scores(monkeypatch, scores, finished=done)
+    assert experiment.tuned_grid("tfckd-uniform", cfg) == [0.01, 0.1, 1.0, 10.0]
+    assert experiment.settled_kd_weight("tfckd-uniform", cfg) is None    # 0.01 still training
+    done |= {("tfckd-uniform", 0.01, 0)}
+    _fake_scores(monkeypatch, scores, finished=done)
+    assert experiment.settled_kd_weight("tfckd-uniform", cfg) == 0.1    # its own, not tfckd's
+    chosen = experiment.choose_kd_weights(cfg)
+    assert chosen["tfckd-uniform"] == {"kd_weight": 0.1, "tuned_with": "tfckd-uniform",
+                                       "ablation_of": "tfckd",
+                                       "valid_pesq_wb": {"0.01": 2.0, "0.1": 3.0, "1": 1.0,
+                                                         "10": 0.0}}
+    assert chosen["tfckd"]["kd_weight"] == 1.0 and chosen["tfckd"]["ablation_of"] is None
+    assert Run("tfckd-uniform", 0.1, 2) in experiment.planned_runs(cfg)
+    # without the full method in the experiment, an ablation is tuned like any other method
     alone = dataclasses.replace(cfg, methods=("none", "tfckd-uniform"))
-    assert {r.kd_weight for r in experiment.tuning_runs(alone)
-            if r.method == "tfckd-uniform"} == set(cfg.kd_weights)
-    # the table says where an inherited λ comes from
-    shown = copy.deepcopy(results)
-    shown["methods"]["tfckd-uniform"] = dict(shown["methods"]["tfckd"], tuned_with="tfckd")
-    row = [line for line in experiment.results_markdown(shown).splitlines()
-           if line.startswith("| `tfckd-uniform`")]
-    assert row and f"| {lam:g} (tfckd's) |" in row[0]
+    assert experiment.kd_grid("tfckd-uniform", alone) == experiment.DEFAULT_GRID
+    assert experiment.ablated_method("tfckd-uniform", alone) is None
 
 
 def test_table_rows_are_the_measured_means(finished):
@@ -229,6 +260,71 @@ def test_a_second_call_resumes_without_retraining(finished):
     assert again["methods"] == results["methods"]
     for folder, stamp in stamps.items():
         assert (Path(folder) / RunFolder.BEST).stat().st_mtime_ns == stamp
+
+
+def test_extra_seeds_are_added_on_resume_and_paired_over_the_seeds_both_have(mini, tmp_path,
+                                                                              monkeypatch):
+    torch.set_num_threads(1)
+    cfg = tiny_config(mini, tmp_path / "experiment", kd_weights=(1.0,), grid_extensions=0)
+    trained = []
+    real = experiment.runner.run_training
+
+    def counting(config, **kwargs):
+        trained.append((kwargs["method"], config.seed))
+        return real(config, **kwargs)
+    monkeypatch.setattr(experiment.runner, "run_training", counting)
+    experiment.reproduce(cfg, progress=False)
+    assert sorted(trained) == [("none", 0), ("none", 1), ("tfckd", 0), ("tfckd", 1)]
+    stamps = {p: p.stat().st_mtime_ns for p in Path(cfg.out, "runs").rglob("*") if p.is_file()}
+    # a resume adds seed 2 of tfckd: that run alone trains, and the record grows
+    more = dataclasses.replace(cfg, extra_seeds=(2,), extra_seed_methods=("tfckd",))
+    trained.clear()
+    results = experiment.reproduce(more, progress=False)
+    assert trained == [("tfckd", 2)]
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    assert json.loads((Path(cfg.out) / experiment.RECORD_FILE).read_text())["config"][
+        "extra_seeds"] == [2]
+    with pytest.raises(experiment.ExperimentMismatchError, match="extra_seeds"):
+        experiment.check_experiment_folder(cfg)                 # never removed again
+    # a method's mean uses all its seeds; the comparison only those both methods have
+    assert results["methods"]["tfckd"]["seeds"] == [0, 1, 2]
+    assert results["methods"]["none"]["seeds"] == [0, 1]
+    assert results["methods"]["tfckd"]["scores"]["pesq_wb"]["n"] == 3
+    entry = results["paired"]["methods"]["none"]["pesq_wb"]
+    assert entry["seeds"] == entry["seed_level"]["seeds"] == [0, 1]
+    records = {m: {r["seed"]: json.loads((Path(r["folder"]) / RunFolder.TEST_SCORES)
+                                         .read_text())["records"]
+                   for r in results["runs"] if r["method"] == m and r["seed"] in (0, 1)}
+               for m in ("tfckd", "none")}
+    assert entry["mean"] == pytest.approx(
+        experiment.paired_comparison(records, "tfckd")["methods"]["none"]["pesq_wb"]["mean"])
+    table = experiment.results_markdown(results)
+    assert "seeds 0, 1 for `none`; seeds 0, 1, 2 for `tfckd`" in table
+    assert "averaged over the seeds both methods have" in table
+    # every run trained here counted its clipped steps: the report gives their share
+    for method in ("none", "tfckd"):
+        clipped = results["methods"][method]["clipped_fraction"]
+        assert clipped["recorded"] == clipped["runs"] == len(results["methods"][method]["seeds"])
+        assert 0.0 <= clipped["mean"] <= 1.0
+        assert f"| `{method}` | {100 * clipped['mean']:.1f} % |" in table
+
+
+def test_the_clip_count_is_never_made_up_for_runs_trained_before_it():
+    from tfckd_lite.experiment.results import run_clipped_fraction
+    counted = {"steps": 10, "clipped_fraction": 0.3, "median_norm": 1.0, "p90_norm": 2.0,
+               "non_finite": 0}
+    assert run_clipped_fraction([{"seconds": 1.0}] * 2, 2) is None
+    assert run_clipped_fraction([{"gradient": counted}, {"gradient": {**counted, "steps": 30,
+                                                                     "clipped_fraction": 0.1}}],
+                                2) == pytest.approx((3 + 3) / 40)
+    assert run_clipped_fraction([{"seconds": 1.0}, {"gradient": counted}], 2) == 0.3
+    results = {"config": {"grad_clip": 5.0}, "methods": {
+        "output": {"clipped_fraction": {"mean": None, "recorded": 0, "runs": 3}},
+        "tfckd": {"clipped_fraction": {"mean": 0.25, "recorded": 1, "runs": 3}}}}
+    table = experiment.clipping_markdown(results)
+    assert "| `output` | not recorded | 0 of 3 |" in table
+    assert "| `tfckd` | 25.0 % | 1 of 3 |" in table
+    assert experiment.clipping_markdown({"methods": {"none": {}}}) == ""     # older results
 
 
 def shipping_into(folder, monkeypatch):
@@ -357,20 +453,39 @@ def test_the_plan_adds_the_seeds_of_each_method_whose_lambda_is_settled(monkeypa
     monkeypatch.setattr(experiment.plan, "tuning_scores",              # ... but tfckd is still tuning
                         lambda m, c: None if m == "tfckd" else scores)
     plan = experiment.planned_runs(cfg)
-    assert plan[:len(experiment.tuning_runs(cfg))] == experiment.tuning_runs(cfg)  # tuning first
-    later = plan[len(experiment.tuning_runs(cfg)):]
-    assert later == [Run("output", 10.0, 1), Run("output", 10.0, 2)]  # seed 0 ran in tuning
-    # --status plans the same: output's later seeds have their λ, tfckd's ablation not yet
+    assert set(experiment.tuning_runs(cfg)) <= set(plan)
+    assert [r for r in plan if r.seed != 0 and r.method != "none"] == [
+        Run("output", 10.0, 1), Run("output", 10.0, 2),               # seed 0 ran in tuning
+        Run("tfckd-uniform", 10.0, 1), Run("tfckd-uniform", 10.0, 2)]  # tuned on its own grid
+    # --status plans the same, and names the runs still to come without their λ
     rows = experiment.status(cfg)["runs"]
     assert [(r["kd_weight"], r["seed"]) for r in rows if r["method"] == "output"] == \
         [(1.0, 0), (10.0, 0), (100.0, 0), (10.0, 1), (10.0, 2)]
-    assert [(r["kd_weight"], r["seed"]) for r in rows if r["method"] == "tfckd-uniform"] == \
-        [(None, 0), (None, 1), (None, 2)]
+    assert [(r["kd_weight"], r["seed"]) for r in rows if r["method"] == "tfckd"] == \
+        [(1.0, 0), (10.0, 0), (100.0, 0), (None, 1), (None, 2)]
     monkeypatch.setattr(experiment.plan, "tuning_scores", lambda m, c: scores)
-    later = experiment.planned_runs(cfg)[len(experiment.tuning_runs(cfg)):]
-    assert Run("tfckd", 10.0, 1) in later and Run("tfckd-uniform", 10.0, 0) in later
-    assert experiment.settled_kd_weight("tfckd-uniform", cfg) == 10.0    # tfckd's λ
+    assert Run("tfckd", 10.0, 1) in experiment.planned_runs(cfg)
     assert experiment.settled_kd_weight("none", cfg) is None
+
+
+def test_the_plan_trains_the_leading_comparison_first(monkeypatch, tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path, seeds=(0, 1, 2), kd_weights=(1.0, 10.0, 100.0),
+                      methods=("none", "output", "frame-similarity", "tfckd", "tfckd-uniform"),
+                      extra_seeds=(3, 4), extra_seed_methods=("tfckd", "none"))
+    scores = {1: 0, 10: 2, 100: 1}
+    _fake_tuning(monkeypatch, scores, finished=set())
+    monkeypatch.setattr(experiment.plan, "tuning_scores", lambda m, c: scores)
+    assert experiment.method_groups(cfg) == [["none"], ["tfckd"], ["output", "frame-similarity"],
+                                             ["tfckd-uniform"]]
+    tuning = lambda m: [Run(m, w, 0) for w in cfg.kd_weights]  # noqa: E731
+    seeds = lambda m, more=(): [Run(m, 10.0, s) for s in (1, 2, *more)]  # noqa: E731
+    assert experiment.planned_runs(cfg) == (
+        [Run("none", None, s) for s in (0, 1, 2, 3, 4)]             # the baseline, cheapest
+        + tuning("tfckd") + seeds("tfckd", (3, 4))                   # the leading comparison
+        + tuning("output") + tuning("frame-similarity")              # the other tuned methods
+        + seeds("output") + seeds("frame-similarity")
+        + tuning("tfckd-uniform") + seeds("tfckd-uniform"))          # the ablations last
+    assert cfg.seeds_of("tfckd") == (0, 1, 2, 3, 4) and cfg.seeds_of("output") == (0, 1, 2)
 
 
 class _FakeTraining:
@@ -617,18 +732,50 @@ def test_stage_commits_finished_runs_and_the_resume_files_of_runs_in_progress(mo
         experiment.stage(tiny_config(tmp_path, tmp_path / "nowhere"))
 
 
+def test_output_balanced_is_tuned_only_where_the_se_term_still_counts(mini, monkeypatch,
+                                                                      tmp_path):
+    torch.set_num_threads(1)
+    cfg = tiny_config(mini, tmp_path, methods=("none", "output", "output-balanced"),
+                      kd_weights=None, grid_extensions=2)
+    # the measurement: both terms' gradients on the student at its initialisation
+    ratio = experiment.kd_gradient_ratio("output-balanced", cfg)
+    assert 0 < ratio < math.inf
+    assert experiment.kd_weight_cap("output-balanced", cfg) == pytest.approx(1.0 / ratio)
+    assert experiment.kd_weight_cap("output", cfg) is None
+    # a cap of 0.86 (the small set's): one digit, rounded down, is the grid's top
+    monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1 / 0.864)
+    assert experiment.kd_grid("output-balanced", cfg) == (0.008, 0.08, 0.8)
+    assert experiment.kd_grid("output", cfg) == experiment.TUNING_GRIDS["output"]
+    # the best λ at the top end does not extend the grid past the cap; at the bottom it does
+    _fake_tuning(monkeypatch, {0.0008: 0, 0.008: 0, 0.08: 1, 0.8: 2}, {0.0008, 0.008, 0.08, 0.8})
+    assert experiment.tuned_grid("output-balanced", cfg) == [0.008, 0.08, 0.8]
+    _fake_tuning(monkeypatch, {0.0008: 0, 0.008: 2, 0.08: 1, 0.8: 0}, {0.0008, 0.008, 0.08, 0.8})
+    assert experiment.tuned_grid("output-balanced", cfg) == [0.0008, 0.008, 0.08, 0.8]
+    # measured once: the grid the folder recorded is kept, whatever a new measurement says
+    monkeypatch.undo()                                   # real runs again: none has trained
+    monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1 / 0.864)
+    experiment.check_experiment_folder(cfg)
+    monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1 / 0.5)
+    assert experiment.kd_grid("output-balanced", cfg) == (0.008, 0.08, 0.8)
+    experiment.check_experiment_folder(cfg)
+
+
 def test_default_grids_are_centred_per_method_and_one_grid_overrides_them(tmp_path):
-    cfg = ExperimentConfig(data=str(tmp_path), out=str(tmp_path))
+    from tfckd_lite.distill import METHODS
+    measured = [m for m in METHODS if METHODS[m].kd_gradient_cap is not None]
+    cfg = ExperimentConfig(data=str(tmp_path), out=str(tmp_path),
+                           methods=[m for m in METHODS if m not in measured])
     assert cfg.kd_weights is None
     for method, grid in experiment.TUNING_GRIDS.items():
         assert experiment.kd_grid(method, cfg) == grid
         assert len(grid) == 3 and grid[1] / grid[0] == grid[2] / grid[1] == experiment.GRID_STEP
         assert {r.kd_weight for r in experiment.tuning_runs(cfg) if r.method == method} == \
             set(grid)
-    # the ablations are not tuned; every other tuned method has a grid of its own
-    from tfckd_lite.distill import METHODS
-    tuned = {m for m in METHODS if m != "none" and not METHODS[m].ablation_of}
+    # an ablation's grid is centred on its ablated method's λ (known once that one is tuned),
+    # a capped method's measured; every other tuned method has a grid of its own
+    tuned = {m for m in METHODS if m != "none" and not METHODS[m].ablation_of} - set(measured)
     assert tuned == set(experiment.TUNING_GRIDS)
+    assert all(experiment.kd_grid(m, cfg) is None for m in METHODS if METHODS[m].ablation_of)
     assert "--kd-weights" not in experiment.reproduce_command(cfg)
     one = dataclasses.replace(cfg, kd_weights=(2.0, 20.0))
     assert all(experiment.kd_grid(m, one) == (2.0, 20.0) for m in experiment.TUNING_GRIDS)
@@ -662,6 +809,9 @@ def test_sigterm_stops_the_training_processes_too(monkeypatch, tmp_path):
     ({"methods": ("tfckd", "nonsense")}, "unknown method"),
     ({"methods": ("tfckd",)}, "needs method 'none'"),
     ({"seeds": (1, 1)}, "distinct"),
+    ({"extra_seeds": (1,), "extra_seed_methods": ("none",)}, "not among seeds"),
+    ({"extra_seeds": (3,), "extra_seed_methods": ("fitnets",)}, "methods of the experiment"),
+    ({"extra_seeds": (3,)}, "go together"),
     ({"kd_weights": (0.0,)}, "positive"),
     ({"jobs": 0}, "jobs"),
     ({"grid_extensions": -1}, "grid_extensions"),
@@ -789,19 +939,26 @@ def test_paired_comparison_averages_seeds_and_pairs_clips():
         return _clip_records({"pesq_wb": [v + pesq for v in base["pesq_wb"]],
                               "si_sdr": [v + sdr for v in base["si_sdr"]]})
 
-    # the reference's two seeds differ by ± 0.1 and average to +0.05 / +1.0 over 'none'
+    # the reference's two seeds differ by ± 0.1 and average to +0.05 / +1.0 over 'none'; 'output'
+    # ties with it up to a little per-clip noise (a tie exact to the last bit would be decided by
+    # float rounding)
+    wobble = torch.randn(200, generator=rng).mul(0.01).tolist()
+    tied = [{**r, "pesq_wb": r["pesq_wb"] + e, "si_sdr": r["si_sdr"] + e}
+            for r, e in zip(shifted(0.05, 1.0), wobble)]
     records = {"tfckd": {0: shifted(0.15, 1.5), 1: shifted(-0.05, 0.5)},
                "none": dict.fromkeys((0, 1, 2), shifted(0, 0)),
-               "output": dict.fromkeys((0, 1, 2), shifted(0.05, 1.0))}
+               "output": dict.fromkeys((0, 1, 2), tied)}
     result = experiment.paired_comparison(records, "tfckd")
     assert result["reference"] == "tfckd" and set(result["methods"]) == {"none", "output"}
     none = result["methods"]["none"]
+    # the methods are paired over the seeds both have (none's seed 2 is not in the comparison)
+    assert none["pesq_wb"]["seeds"] == none["pesq_wb"]["seed_level"]["seeds"] == [0, 1]
     # the clips' spread cancels in the pairs: the difference is exact, the interval has no width
     assert none["pesq_wb"]["mean"] == pytest.approx(0.05)
     assert none["pesq_wb"]["low"] == pytest.approx(0.05) == none["pesq_wb"]["high"]
     assert none["si_sdr"]["mean"] == pytest.approx(1.0) and none["si_sdr"]["better"] == 1.0
     tie = result["methods"]["output"]["si_sdr"]
-    assert tie["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert tie["mean"] == pytest.approx(0.0, abs=0.003)
     # an interval above 0 is a difference the clips support; one around 0 is not
     assert experiment.paired_verdicts(result, level="clip") == {
         "pesq_wb": {"higher": ["none"], "lower": [], "undecided": ["output"]},
@@ -881,8 +1038,8 @@ def test_results_compare_tfckd_clip_by_clip(finished):
         (len(records["none"]) * cfg.test_clips)
     assert entry["mean"] == pytest.approx(expected) and entry["n"] == cfg.test_clips
     table = experiment.results_markdown(results)
-    row = [line for line in table.splitlines() if line.startswith("| `none` | +")
-           or line.startswith("| `none` | -")]
+    row = [line for line in table.splitlines() if line.startswith("| `none` | 0, 1 | +")
+           or line.startswith("| `none` | 0, 1 | -")]      # paired over the seeds both have
     assert len(row) == 1 and f"{entry['mean']:+.3f}" in row[0]
     assert "per noise type" in table
     for label, e in by_noise.items():
@@ -976,31 +1133,74 @@ def _makefile_reproduce_config() -> ExperimentConfig:
     import re
 
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    makefile = makefile.replace("\\\n", " ")                   # continued lines
     argv = shlex.split(re.search(r"REPRODUCE_ARGS := (.*)", makefile).group(1))
     return config_from_args(build_parser().parse_args(["reproduce", *argv]))
 
 
 def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatch, tmp_path):
     """``experiments/distillation-small/experiment.json`` was written when the experiment
-    config restated the training fields; the config that holds a TrainConfig still accepts it
-    (and leaves it as it is), and still refuses another budget."""
+    config restated the training fields and the ablations reused ``tfckd``'s λ; ``make
+    reproduce`` resumes it: it adds the new methods, seeds 3-5 of the leading methods and the
+    ablations' grids to the record, retrains no finished run, and still refuses another
+    budget."""
     committed = Path(__file__).resolve().parents[1] / "experiments" / "distillation-small"
     if not (committed / experiment.RECORD_FILE).is_file():
         pytest.skip("no committed experiment folder")
     cfg = _makefile_reproduce_config()
     assert cfg.train == experiment.default_training() and cfg.jobs == 2
+    assert cfg.extra_seeds == (3, 4, 5)
+    leading = ("none", "tfckd", "frame-similarity", "tfckd-intra")
+    assert cfg.extra_seed_methods == leading
     stored = json.loads((committed / experiment.RECORD_FILE).read_text())
-    assert ExperimentConfig.from_dict(stored["config"]) == dataclasses.replace(cfg, jobs=1)
+    assert ExperimentConfig.from_dict(stored["config"]) == dataclasses.replace(
+        cfg, jobs=1, methods=tuple(stored["config"]["methods"]), extra_seeds=(),
+        extra_seed_methods=())
     # the same relative folder, outside the repository; the data set is not built here, so its
-    # manifest hash is the recorded one (what `make data` rebuilds bit for bit)
+    # manifest hash is the recorded one (what `make data` rebuilds bit for bit), and the
+    # gradient ratio that caps output-balanced's grid is the one measured on it (1.157)
     monkeypatch.chdir(tmp_path)
+    shutil.copytree(committed, cfg.out)
     record = Path(cfg.out) / experiment.RECORD_FILE
-    record.parent.mkdir(parents=True)
-    record.write_bytes((committed / experiment.RECORD_FILE).read_bytes())
     monkeypatch.setattr(experiment.folder, "manifest_sha256",
                         lambda root: stored["data_manifest_sha256"])
-    assert experiment.check_experiment_folder(cfg) == stored
-    assert record.read_bytes() == (committed / experiment.RECORD_FILE).read_bytes()
+    monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1.157)
+    finished = sorted(p.parent for p in Path(cfg.out).glob(f"runs/**/{RunFolder.HISTORY}"))
+    stamps = {p: p.stat().st_mtime_ns for p in Path(cfg.out, "runs").rglob("*") if p.is_file()}
+    updated = experiment.check_experiment_folder(cfg)
+    ablations = ("tfckd-time-only", "tfckd-freq-only", "tfckd-uniform",
+                 "tfckd-uniform-trained-fusion", "tfckd-released")
+    assert updated["config"]["methods"] == list(cfg.methods)
+    assert (updated["config"]["extra_seeds"], updated["config"]["extra_seed_methods"]) == \
+        ([3, 4, 5], list(leading))
+    assert {k: v for k, v in updated["tuning_grids"].items() if k in stored["tuning_grids"]} \
+        == stored["tuning_grids"]                          # the recorded grids are kept
+    assert {m: updated["tuning_grids"][m] for m in ablations} == \
+        dict.fromkeys(ablations, [0.01, 0.1, 1.0])         # centred on tfckd's λ = 0.1
+    assert updated["tuning_grids"]["output-balanced"] == [0.008, 0.08, 0.8]
+    assert json.loads(record.read_text()) == updated
+    assert experiment.check_experiment_folder(cfg) == updated          # and then it matches
+    # every committed run is finished and stays so; what is left is exactly the new work
+    assert all(RunFolder(f).finished(cfg.train.epochs) for f in finished)
+    left = [r for r in experiment.planned_runs(cfg) if not r.finished(cfg)]
+    more = lambda m, lam: [Run(m, lam, s) for s in (3, 4, 5)]  # noqa: E731
+    assert left[:12] == (more("none", None) + more("tfckd", 0.1) + more("frame-similarity", 1.0)
+                         + more("tfckd-intra", 0.1))
+    assert left[12:15] == [Run("output-balanced", w, 0) for w in (0.008, 0.08, 0.8)]
+    assert left[15:] == [Run(m, w, 0) for m in ablations
+                         for w in ((0.01, 0.1, 1.0) if m == "tfckd-uniform-trained-fusion"
+                                   else (0.01, 1.0))]
+    planned = set(experiment.planned_runs(cfg))
+    for m in ("tfckd-time-only", "tfckd-uniform"):       # the λ = 0.1 runs are its tuning run
+        assert Run(m, 0.1, 0) in planned and Run(m, 0.1, 0).finished(cfg)
+    assert stamps == {p: p.stat().st_mtime_ns for p in Path(cfg.out, "runs").rglob("*")
+                      if p.is_file()}                    # planning wrote nothing into the runs
+    # seeds and methods may be added, not removed; the budget may not change
+    with pytest.raises(experiment.ExperimentMismatchError, match="extra_seeds"):
+        experiment.check_experiment_folder(dataclasses.replace(cfg, extra_seeds=(3, 4)))
+    with pytest.raises(experiment.ExperimentMismatchError, match="extra_seed_methods"):
+        experiment.check_experiment_folder(dataclasses.replace(
+            cfg, extra_seed_methods=("none", "tfckd")))
     with pytest.raises(experiment.ExperimentMismatchError, match="weight_decay: 0.0 -> 0.1"):
         experiment.check_experiment_folder(cfg.with_training(weight_decay=0.1))
     with pytest.raises(experiment.ExperimentMismatchError, match="epochs: 6 -> 7"):
@@ -1009,7 +1209,8 @@ def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatc
 
 def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path / "out", remix_snr=(0.0, 20.0), checkpoint_every=7,
-                      grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors")
+                      grad_clip=2.0, methods=("none", "output"), teacher="t.safetensors",
+                      extra_seeds=(5, 7), extra_seed_methods=("output", "none"))
     argv = shlex.split(experiment.reproduce_command(cfg))[3:]
     assert config_from_args(build_parser().parse_args(argv)) == cfg
     # every validation clip: None, where the experiment's default is 100

@@ -284,7 +284,7 @@ class TFCKDDistiller(Distiller):
 
     ``TFCKDDistiller(student, teacher, se_loss, batch_size, frames, kd_weight=1.0,
     streams=("time", "freq"), calibration="learned", inter=True, released_normalisation=False,
-    fusion_mid_channels=128, eps=1e-6, fusion_checkpoint=False)``
+    fusion_mid_channels=128, eps=1e-6, fusion_checkpoint=False, train_teacher_fusion=False)``
 
     Per step: one student and one (no-grad) teacher forward with taps; the relations and raw
     Grams of every tap, each computed once (``layer_relations``); per set a ``TFCalibration``
@@ -308,7 +308,15 @@ class TFCKDDistiller(Distiller):
     calibration *keys* (their Grams are not detached there, as in the release); with
     ``calibration="uniform"`` there are no keys, so the teacher's chains would never receive a
     gradient: they are then frozen (``requires_grad=False``) at their random initialisation,
-    a fixed random projection of the teacher's taps, and are not listed as extra parameters.
+    a fixed random projection of the teacher's taps, and are not listed as extra parameters
+    (``tfckd-uniform``). ``train_teacher_fusion=True`` (with ``calibration="uniform"`` only:
+    ``tfckd-uniform-trained-fusion``) keeps them learning by the full method's rule instead: the
+    inter-set calibration block is still built and run, and its weights ``α`` enter the loss
+    as ``1/n_t + (α − stop_gradient(α))``, which *is* ``1/n_t`` (``x − x = 0`` exactly) while
+    its gradient with respect to ``α`` is the full method's, ``L_ij / n_s``. The block and the
+    teacher's chains (through its keys) therefore receive the gradient they receive in
+    ``tfckd``; the student's Grams enter the block detached, so the student and its chains get
+    exactly the uniform loss's gradient. The ablation then changes the weights alone.
 
     ``last_weights`` holds, after each forward, ``{set: {"time": α^T, "freq": α^F}}`` (detached,
     ``[B, T, n_s, n_t]``; sets ``encoder``, ``dual_path``, ``decoder`` and ``inter``) for
@@ -329,13 +337,16 @@ class TFCKDDistiller(Distiller):
                  streams: Sequence[str] = STREAMS, calibration: str = "learned",
                  inter: bool = True, released_normalisation: bool = False,
                  fusion_mid_channels: int = FUSION_MID_CHANNELS, eps: float = COSINE_EPS,
-                 fusion_checkpoint: bool = False):
+                 fusion_checkpoint: bool = False, train_teacher_fusion: bool = False):
         super().__init__(student, teacher, se_loss, kd_weight)
         streams = tuple(streams)
         if not streams or set(streams) - set(STREAMS) or len(set(streams)) != len(streams):
             raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {streams!r}")
         if calibration not in ("learned", "uniform"):
             raise ValueError(f"calibration must be 'learned' or 'uniform', got {calibration!r}")
+        if train_teacher_fusion and (calibration != "uniform" or not inter):
+            raise ValueError("train_teacher_fusion applies to calibration='uniform' with the "
+                             "inter-set stage (learned calibration trains the chains already)")
         for label, value in (("batch_size", batch_size), ("frames", frames)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
@@ -367,25 +378,38 @@ class TFCKDDistiller(Distiller):
                 s: FusionChain(s, t_channels[s], c_t, fusion_mid_channels, detach_inputs=True,
                                checkpoint=fusion_checkpoint)
                 for s in SET_NAMES})
-            if calibration == "uniform":
+            if calibration == "uniform" and not train_teacher_fusion:
                 self.teacher_fusion.requires_grad_(False)
         else:
             self.student_fusion = self.teacher_fusion = None
+        # the inter-set block whose gradient alone trains the teacher's chains (see above)
+        self.fusion_trainer = TFCalibration(
+            *sizes["inter"], frames=frames, batch_size=batch_size, streams=streams,
+            released_normalisation=released_normalisation) if train_teacher_fusion else None
 
     def check_batch(self, noisy: torch.Tensor) -> None:
-        if self.calibration is not None:
-            self.calibration["encoder"].check_batch(noisy.shape[0], noisy.shape[2])
+        block = (self.calibration["encoder"] if self.calibration is not None
+                 else self.fusion_trainer)
+        if block is not None:
+            block.check_batch(noisy.shape[0], noisy.shape[2])
+
+    def _grams(self, rel: list, detach: bool = False) -> dict[str, torch.Tensor]:
+        grams = {stream: torch.stack([getattr(r, f"{stream}_gram") for r in rel])
+                 for stream in self.streams}
+        return {k: v.detach() for k, v in grams.items()} if detach else grams
 
     def _weights(self, stage: str, s_rel: list, t_rel: list) -> dict[str, torch.Tensor]:
         if self.calibration is None:
             ref = s_rel[0].time if s_rel[0].time is not None else s_rel[0].freq
             w = uniform_weights(ref.shape[0], ref.shape[1], len(s_rel), len(t_rel),
                                 device=ref.device, dtype=ref.dtype)
-            return {stream: w for stream in self.streams}
-        grams = {side: {stream: torch.stack([getattr(r, f"{stream}_gram") for r in rel])
-                        for stream in self.streams}
-                 for side, rel in (("student", s_rel), ("teacher", t_rel))}
-        weights = self.calibration[stage](grams["student"], grams["teacher"])
+            if stage != "inter" or self.fusion_trainer is None:
+                return {stream: w for stream in self.streams}
+            # value 1/n_t exactly, gradient the learned block's (class docstring)
+            learned = self.fusion_trainer(self._grams(s_rel, detach=True), self._grams(t_rel))
+            return {stream: w + (getattr(learned, stream) - getattr(learned, stream).detach())
+                    for stream in self.streams}
+        weights = self.calibration[stage](self._grams(s_rel), self._grams(t_rel))
         return {stream: getattr(weights, stream) for stream in self.streams}
 
     def _stage_loss(self, stage: str, s_rel: list, t_rel: list) -> torch.Tensor:
@@ -493,4 +517,5 @@ class TFCKDDistiller(Distiller):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, streams={self.streams}, "
                 f"calibration={self.calibration_mode!r}, inter={self.inter}, "
+                f"train_teacher_fusion={self.fusion_trainer is not None}, "
                 f"batch_size={self.batch_size}, frames={self.frames}")

@@ -2,22 +2,30 @@
 
 Notebook: 05_distillation.ipynb
 
-=====================  ====================================================================
-name                   what the student learns from the teacher
-=====================  ====================================================================
-``none``               nothing: the student alone on the SE loss (no teacher is run)
-``output``             the teacher's enhanced spectrum (the SE loss form, teacher as target)
-``fitnets``            its taps, one-to-one, through 1x1 conv adaptors (relative MSE)
-``frame-similarity``   its time relations, one-to-one, Jeffreys divergence, uniform weights
-                       (the group's earlier CLSKD / RFPKD line of work)
-``tfckd-intra``        I2S-TFCKD without fusion / inter-set stage
-``tfckd``              full I2S-TFCKD (calibrated intra-set + fused inter-set)
-``tfckd-time-only``    ablation: time stream only (intra and inter)
-``tfckd-freq-only``    ablation: "frequency" (across-batch) stream only
-``tfckd-uniform``      ablation: every calibration weight replaced by 1/n_t
-``tfckd-released``     ablation: the released demo's L2 normalisation (over frames) in the
-                       calibration blocks instead of the SemCKD one (per vector)
-=====================  ====================================================================
+================================  ==============================================================
+name                              what the student learns from the teacher
+================================  ==============================================================
+``none``                          nothing: the student alone on the SE loss (no teacher is run)
+``output``                        the teacher's enhanced spectrum (the SE loss form, teacher as
+                                  target)
+``output-balanced``               the same term, λ tuned only where its gradient is at most the
+                                  SE loss's (``Method.kd_gradient_cap``; ``experiment.plan``)
+``fitnets``                       its taps, one-to-one, through 1x1 conv adaptors (relative MSE)
+``frame-similarity``              its time relations, one-to-one, Jeffreys divergence, uniform
+                                  weights (the group's earlier CLSKD / RFPKD line of work)
+``tfckd-intra``                   I2S-TFCKD without fusion / inter-set stage
+``tfckd``                         full I2S-TFCKD (calibrated intra-set + fused inter-set)
+``tfckd-time-only``               ablation: time stream only (intra and inter)
+``tfckd-freq-only``               ablation: "frequency" (across-batch) stream only
+``tfckd-uniform``                 ablation: every calibration weight replaced by 1/n_t; the
+                                  teacher's fusion chains then get no gradient and stay at their
+                                  random initialisation (two changes at once)
+``tfckd-uniform-trained-fusion``  ablation: every calibration weight 1/n_t, the teacher's fusion
+                                  chains still trained by the full method's rule (the weights
+                                  alone change; ``TFCKDDistiller``'s ``train_teacher_fusion``)
+``tfckd-released``                ablation: the released demo's L2 normalisation (over frames)
+                                  in the calibration blocks instead of the SemCKD one (per vector)
+================================  ==============================================================
 
 ``tfckd-released`` is the one ablation that swaps rather than removes a component. It is there
 because the default SemCKD normalisation caps the calibration (cosine logits: no weight more
@@ -199,8 +207,12 @@ class Method:
     #: options a caller may set through build_distiller(**options)
     options: tuple[str, ...] = ()
     calibrated: bool = False
-    #: an ablation reuses the λ tuned for the method it ablates (see experiment.py)
+    #: the method this variant ablates: the experiment centres its λ grid on that method's
+    #: chosen λ and estimates its time from that method's epochs (experiment.plan)
     ablation_of: str | None = None
+    #: the experiment tunes λ only up to where the KD term's gradient norm is at most this
+    #: multiple of the SE term's, measured at the student's initialisation (experiment.plan)
+    kd_gradient_cap: float | None = None
 
 
 _TFCKD_OPTIONS = ("released_normalisation", "fusion_mid_channels", "fusion_checkpoint", "eps")
@@ -209,6 +221,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("none", "student alone on the SE loss", StudentOnly, kd_weight=0.0),
     Method("output", "match the teacher's enhanced spectrum", OutputDistiller,
            options=("output_loss",)),
+    Method("output-balanced", "match the teacher's enhanced spectrum, λ tuned only where the "
+           "KD gradient is at most the SE one (at initialisation)", OutputDistiller,
+           options=("output_loss",), kd_gradient_cap=1.0),
     Method("fitnets", "one-to-one tap regression through 1x1 adaptors", FitNetsDistiller,
            options=("eps",)),
     Method("frame-similarity", "one-to-one Jeffreys divergence of time relations, uniform "
@@ -223,8 +238,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("tfckd-freq-only", "I2S-TFCKD with the across-batch ('frequency') stream only",
            TFCKDDistiller, fixed={"streams": ("freq",)}, options=_TFCKD_OPTIONS,
            calibrated=True, ablation_of="tfckd"),
-    Method("tfckd-uniform", "I2S-TFCKD with every calibration weight set to 1/n_t",
-           TFCKDDistiller, fixed={"calibration": "uniform"},
+    Method("tfckd-uniform", "I2S-TFCKD with every calibration weight set to 1/n_t; the "
+           "teacher's fusion chains, which learn only through the calibration, stay frozen at "
+           "their random initialisation", TFCKDDistiller, fixed={"calibration": "uniform"},
+           options=("fusion_mid_channels", "fusion_checkpoint", "eps"), calibrated=True,
+           ablation_of="tfckd"),
+    Method("tfckd-uniform-trained-fusion", "I2S-TFCKD with every calibration weight set to "
+           "1/n_t; the teacher's fusion chains still learn by the full method's rule (the "
+           "weights alone change)", TFCKDDistiller,
+           fixed={"calibration": "uniform", "train_teacher_fusion": True},
            options=("fusion_mid_channels", "fusion_checkpoint", "eps"), calibrated=True,
            ablation_of="tfckd"),
     Method("tfckd-released", "I2S-TFCKD with the released demo's calibration normalisation "

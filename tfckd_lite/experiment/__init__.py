@@ -17,15 +17,20 @@ Notebook: 05_distillation.ipynb
    centred on the λ a first tuning pass chose (:data:`TUNING_GRIDS`, where the pass is
    described); ``kd_weights`` sets one grid for every method instead.
    The ablations of I2S-TFCKD (``tfckd-time-only``, ``tfckd-freq-only``, ``tfckd-uniform``,
-   ``tfckd-released``: ``METHODS[m].ablation_of``) are not tuned: they reuse the λ chosen for
-   ``tfckd``, so that each differs from the full method in the one component it removes (or,
-   for ``tfckd-released``, swaps), as ablations in the paper do. This also spares the 8 most
-   expensive tuning runs (about a fifth of the CPU time).
+   ``tfckd-uniform-trained-fusion``, ``tfckd-released``: ``METHODS[m].ablation_of``) are tuned
+   too, each on three factor-10 steps centred on the λ ``tfckd`` chose, so that each differs
+   from the full method in the one component it removes (or, for ``tfckd-released``, swaps)
+   at its own best λ (until issue 27 they reused ``tfckd``'s λ; :mod:`.plan` says why that
+   changed). ``output-balanced`` is ``output`` tuned only up to the λ where its gradient
+   matches the SE loss's (:mod:`.balance`).
 2. **The remaining seeds** with the chosen λ (the tuning run of ``seeds[0]`` is reused, so
-   every method has the same number of seeds and the same budget). ``none`` (the student
-   alone) is trained for every seed too. A method's seeds may start as soon as its λ is
-   settled, while others still tune (:func:`planned_runs`): with ``jobs`` runs side by side, no
-   slot then waits idle for the slowest run of a stage.
+   every method has the same budget). ``none`` (the student alone) is trained for every seed
+   too; the methods of ``extra_seed_methods`` also for ``extra_seeds`` (``make reproduce``:
+   seeds 3-5 of ``none``, ``tfckd``, ``frame-similarity`` and ``tfckd-intra``, the leading
+   comparisons). A method's seeds may start as soon as its λ is settled, while others still
+   tune (:func:`planned_runs`, which also orders the runs so that the leading comparison's
+   come first): with ``jobs`` runs side by side, no slot then waits idle for the slowest run
+   of a stage.
 3. **Test-split scores** of each run's best epoch (chosen, as everywhere, on validation
    PESQ-WB), and of the teacher; the noisy input's scores come with them.
 4. **The report**: ``results.json`` (everything, per run and aggregated), ``results.md`` (the
@@ -99,7 +104,9 @@ The package, one module per concern (every public name is also importable from h
 ``config``      :class:`ExperimentConfig` (the experiment's settings and one
                 :class:`~tfckd_lite.train.TrainConfig`, the budget of every run), :class:`Run`,
                 :func:`reproduce_command`
-``plan``        λ grids and their extension, the λ choice, the planned runs, time estimates
+``plan``        λ grids and their extension, the λ choice, the planned runs and their order,
+                time estimates
+``balance``     the KD/SE gradient ratio that caps a method's λ (``output-balanced``)
 ``runner``      :func:`train_runs` (scheduling, subprocesses, resuming, budgets) and
                 :func:`reproduce`
 ``results``     test scores, :func:`collect_results`, :func:`paired_comparison` and its verdicts,
@@ -123,17 +130,19 @@ from .config import (PER_RUN_SETTINGS, SHIPPED_EXTRAS, ExperimentConfig, Run, de
 from .folder import (RECORD_FILE, TEACHER_SCORES_FILE, ExperimentMismatchError,
                      check_experiment_folder, finished_files, format_status, in_progress_files,
                      stage, status)
-from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, choose_kd_weights,
-                   epoch_seconds, epoch_times, final_runs, kd_grid, lambda_source, planned_runs,
+from .balance import PROBE_BATCHES, kd_gradient_ratio
+from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, ablated_method,
+                   centred_grid, choose_kd_weights, epoch_seconds, epoch_times, final_runs,
+                   kd_grid, kd_weight_cap, method_groups, method_tuning_runs, planned_runs,
                    run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
                    validation_score)
-from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, paired_markdown,
-                     plot_paired, plot_results, power_markdown, results_markdown,
-                     seed_level_markdown, ship, shipped_results, write_report)
+from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, clipping_markdown,
+                     paired_markdown, plot_paired, plot_results, power_markdown,
+                     results_markdown, seed_level_markdown, ship, shipped_results, write_report)
 from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, VERDICT_LEVELS,
                       calibration_probe, collect_results, final_calibration_spread,
                       paired_comparison, paired_verdicts, run_calibration_agreement,
-                      verdict_interval)
+                      run_clipped_fraction, verdict_interval)
 from .statistics import (SEEDS_NEEDED_LIMIT, difference_matrix, paired_seed_test, paired_t_power,
                          seed_level_comparison, seeds_needed, shared_seeds, two_level_bootstrap,
                          variance_components)
@@ -145,9 +154,12 @@ __all__ = [
     "ExperimentMismatchError", "check_experiment_folder", "finished_files", "format_status",
     "in_progress_files", "stage", "status", "DEFAULT_GRID", "GRID_STEP", "TUNING_GRIDS",
     "UNTIMED_FACTOR", "choose_kd_weights", "epoch_seconds", "epoch_times", "final_runs",
-    "kd_grid", "lambda_source", "planned_runs", "run_seconds", "settled_kd_weight", "tuned_grid",
+    "kd_grid", "ablated_method", "centred_grid", "kd_weight_cap", "method_groups",
+    "method_tuning_runs", "PROBE_BATCHES", "kd_gradient_ratio", "planned_runs", "run_seconds",
+    "settled_kd_weight", "tuned_grid",
     "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
-    "calibration_markdown", "paired_markdown", "plot_paired", "plot_results", "power_markdown",
+    "calibration_markdown", "clipping_markdown", "run_clipped_fraction", "paired_markdown",
+    "plot_paired", "plot_results", "power_markdown",
     "results_markdown", "seed_level_markdown", "ship", "shipped_results", "write_report",
     "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE", "VERDICT_LEVELS", "calibration_probe",
     "collect_results", "final_calibration_spread", "paired_comparison", "paired_verdicts",

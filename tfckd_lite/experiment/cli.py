@@ -32,6 +32,12 @@ def register(subparsers) -> None:
     p.add_argument("--student", default=defaults.student)
     p.add_argument("--methods", nargs="+", default=None, help="default: every method")
     p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    p.add_argument("--extra-seeds", nargs="+", type=int, default=list(defaults.extra_seeds),
+                   help="seeds trained besides --seeds for the methods of --extra-seed-methods "
+                        "only (a resume may add seeds, not remove them)")
+    p.add_argument("--extra-seed-methods", nargs="+", default=list(defaults.extra_seed_methods),
+                   help="the methods that get --extra-seeds, in the order their runs train "
+                        "(after none's)")
     p.add_argument("--kd-weights", nargs="+", type=float, default=None,
                    help="one λ grid, tuned on the validation split, for every method "
                         "(default: each method's grid of experiment.TUNING_GRIDS)")
@@ -82,6 +88,7 @@ def config_from_args(args) -> ExperimentConfig:
     return ExperimentConfig(
         data=args.data, out=args.out, teacher=args.teacher, student=args.student,
         methods=tuple(args.methods or ()), seeds=tuple(args.seeds),
+        extra_seeds=tuple(args.extra_seeds), extra_seed_methods=tuple(args.extra_seed_methods),
         kd_weights=None if args.kd_weights is None else tuple(args.kd_weights),
         grid_extensions=args.grid_extensions, test_clips=args.test_clips, jobs=args.jobs,
         devices=tuple(args.devices.split(",")) if args.devices else (),

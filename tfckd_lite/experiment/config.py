@@ -50,8 +50,10 @@ class ExperimentConfig:
     extended by up to ``grid_extensions`` factor-10 steps past an end where the best λ lies
     (:func:`~tfckd_lite.experiment.plan.tuned_grid`). ``train.remix_snr=[low, high]`` remixes
     every crop on the fly instead (off by default, like the shipped models: README, "How the
-    recipe got here"). :meth:`to_dict` / :meth:`from_dict` give the flat form that
-    ``experiment.json`` and ``results.json`` store.
+    recipe got here"). ``extra_seeds`` are trained, besides ``seeds``, for the methods of
+    ``extra_seed_methods`` only (the leading comparisons rest on more seeds than the rest;
+    :meth:`seeds_of`); a resume may add such seeds, never remove them. :meth:`to_dict` /
+    :meth:`from_dict` give the flat form that ``experiment.json`` and ``results.json`` store.
     """
 
     data: str
@@ -60,6 +62,8 @@ class ExperimentConfig:
     student: str = "lite-student"
     methods: tuple[str, ...] = ()          # () = every method of distill.METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
+    extra_seeds: tuple[int, ...] = ()
+    extra_seed_methods: tuple[str, ...] = ()
     kd_weights: tuple[float, ...] | None = None   # None: per-method grids (TUNING_GRIDS)
     grid_extensions: int = 2
     test_clips: int | None = None
@@ -73,6 +77,8 @@ class ExperimentConfig:
 
         self.methods = tuple(self.methods) or tuple(METHODS)
         self.seeds = tuple(int(s) for s in self.seeds)
+        self.extra_seeds = tuple(int(s) for s in self.extra_seeds)
+        self.extra_seed_methods = tuple(self.extra_seed_methods)
         if self.kd_weights is not None:
             self.kd_weights = tuple(float(w) for w in self.kd_weights)
         if not isinstance(self.train, TrainConfig):
@@ -85,6 +91,17 @@ class ExperimentConfig:
                              "the baseline every gap is measured from")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        every = self.seeds + self.extra_seeds
+        if len(set(every)) != len(every):
+            raise ValueError(f"extra_seeds must be distinct and not among seeds, got "
+                             f"{self.extra_seeds} beside {self.seeds}")
+        outside = [m for m in self.extra_seed_methods if m not in self.methods]
+        if outside or len(set(self.extra_seed_methods)) != len(self.extra_seed_methods):
+            raise ValueError(f"extra_seed_methods must be distinct methods of the experiment, "
+                             f"got {self.extra_seed_methods} (not among methods: {outside})")
+        if bool(self.extra_seeds) != bool(self.extra_seed_methods):
+            raise ValueError("extra_seeds and extra_seed_methods go together: give both or "
+                             f"neither (got {self.extra_seeds} and {self.extra_seed_methods})")
         if self.kd_weights is not None and (not self.kd_weights
                                             or any(w <= 0 for w in self.kd_weights)):
             raise ValueError(f"the λ grid must hold positive values, got {self.kd_weights}")
@@ -113,6 +130,11 @@ class ExperimentConfig:
             if getattr(self.train, name) != getattr(TrainConfig(), name):
                 raise ValueError(f"train.{name} is set per run (the experiment's seeds are "
                                  f"`seeds`); leave it at its default")
+
+    def seeds_of(self, method: str) -> tuple[int, ...]:
+        """The seeds ``method`` is trained with: ``seeds``, then ``extra_seeds`` for the methods
+        of ``extra_seed_methods``."""
+        return self.seeds + (self.extra_seeds if method in self.extra_seed_methods else ())
 
     def slots(self) -> list[tuple[str, ...]]:
         """The devices of each slot (one run at a time each): ``devices`` cut into groups of
@@ -229,7 +251,7 @@ def reproduce_command(cfg: ExperimentConfig) -> str:
     for key in ("test_clips", "grid_extensions"):
         if getattr(cfg, key) != getattr(default, key):
             args += ["--" + key.replace("_", "-"), flag_text(getattr(cfg, key))]
-    for key in ("methods", "seeds", "kd_weights"):
+    for key in ("methods", "seeds", "kd_weights", "extra_seeds", "extra_seed_methods"):
         if getattr(cfg, key) not in (None, getattr(default, key)):
             args += ["--" + key.replace("_", "-"), *(flag_text(v) for v in getattr(cfg, key))]
     return "python -m tfckd_lite " + shlex.join(args)

@@ -24,8 +24,8 @@ from ..data import manifest_sha256
 from ..files import atomic_write_bytes, sha256_file
 from ..run_folder import RunFolder
 from .config import SHIPPED_EXTRAS, ExperimentConfig
-from .plan import (UNTIMED_FACTOR, _own_times, epoch_seconds, epoch_times, final_runs, kd_grid,
-                   lambda_source, settled_kd_weight, tuning_runs, validation_score)
+from .plan import (UNTIMED_FACTOR, _own_times, epoch_seconds, epoch_times, kd_grid, planned_runs,
+                   validation_score)
 
 #: the folder's record of its teacher, data and settings, and the teacher's cached test scores
 RECORD_FILE = "experiment.json"
@@ -39,6 +39,10 @@ class ExperimentMismatchError(RuntimeError):
 
 #: settings that may change between sessions of one experiment (they do not change results)
 _FREE_SETTINGS = ("jobs", "devices", "nproc_per_run", "device", "workers")
+
+#: settings a resume may extend (never shrink): each run is independent, so the finished ones
+#: stay comparable with the runs an added method or seed brings
+_GROWING_SETTINGS = ("methods", "extra_seeds", "extra_seed_methods")
 
 
 def check_experiment_folder(cfg: ExperimentConfig) -> dict:
@@ -55,13 +59,18 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
     :class:`ExperimentMismatchError` naming what differs. ``jobs``, ``devices``,
     ``nproc_per_run``, ``device`` and ``workers`` may change (a run in progress resumes only
     with the number of ranks it started with: ``train`` refuses another), and methods may be
-    added (the record is updated); none may be removed.
+    added (the record is updated); none may be removed; so may ``extra_seeds`` and
+    ``extra_seed_methods`` (more seeds for some methods; none removed). The λ grid each method
+    starts from is recorded when it is first known (an ablation's once the method it ablates
+    has chosen its λ; a method added later, or one that had no grid before, e.g. the ablations
+    of a folder started when they reused ``tfckd``'s λ, gets its grid recorded at its first
+    start); a recorded grid that changes is refused like a changed setting.
     """
     digest = sha256_file(cfg.teacher_file())
     data_digest = manifest_sha256(cfg.data)
     # the grids each tuned method starts from (TUNING_GRIDS lives in the code, not the config)
-    grids = {m: list(kd_grid(m, cfg)) for m in cfg.methods
-             if m != "none" and lambda_source(m, cfg) == m}
+    grids = {m: list(grid) for m in cfg.methods if m != "none"
+             and (grid := kd_grid(m, cfg)) is not None}
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_SETTINGS}
     settings = json.loads(json.dumps(settings))        # tuples -> lists, as stored
     record = Path(cfg.out) / RECORD_FILE
@@ -83,11 +92,12 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
         defaults = json.loads(json.dumps(ExperimentConfig.default_settings()))
         saved = {**defaults, **stored["config"]}
         changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
-        # methods may be added (e.g. an ablation added to the registry while the experiment
-        # ran): each run is independent, so the finished ones stay comparable
-        added = "methods" in changed and set(saved["methods"]) <= set(settings["methods"])
-        if added:
-            del changed["methods"]
+        # methods and seeds may be added (e.g. an ablation added to the registry while the
+        # experiment ran, seeds 3-5 of the leading methods): the finished runs stay comparable
+        added = [k for k in _GROWING_SETTINGS
+                 if k in changed and set(saved[k] or ()) <= set(settings[k] or ())]
+        for key in added:
+            del changed[key]
         # recorded since the first committed experiment (absent from a record: record it now)
         known = stored.get("tuning_grids", grids)
         changed.update({f"λ grid of {m}": (known[m], g) for m, g in grids.items()
@@ -97,7 +107,8 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
             raise ExperimentMismatchError(f"{cfg.out} was started with other settings ({detail}); "
                                           "use the same settings or a new --out")
         if added or any(m not in known for m in grids) or "tuning_grids" not in stored:
-            stored = {**stored, "config": {**stored["config"], "methods": settings["methods"]},
+            stored = {**stored, "config": {**stored["config"],
+                                           **{k: settings[k] for k in added}},
                       "tuning_grids": {**known, **grids}}
             atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
         return stored
@@ -113,9 +124,11 @@ def status(cfg: ExperimentConfig) -> dict:
 
     Notebook: 05_distillation.ipynb
 
-    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed", "jobs"}``. Each run
-    has its ``method``, ``kd_weight`` (``None`` for the final seeds of a KD method before λ is
-    chosen), ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far
+    Returns ``{"runs": [...], "done", "total", "seconds_left", "untimed", "jobs"}``. The runs
+    are those of :func:`planned_runs` with ``undecided=True``, in the order they will train.
+    Each has its ``method``, ``kd_weight`` (``None`` for a run that cannot be named yet: the
+    final seeds of a KD method before λ is chosen, an ablation's tuning runs before its grid is
+    known), ``seed``, ``epochs_done`` and ``valid_pesq_wb``, the best validation PESQ-WB so far
     (what tunes λ; ``None`` before the first epoch). The total counts the tuning runs and the
     final seeds still to come; the estimate sums over them the epochs left times
     :func:`epoch_seconds` (the method's median measured epoch time, or that of the method it
@@ -127,12 +140,7 @@ def status(cfg: ExperimentConfig) -> dict:
     A λ-grid extension (:func:`tuned_grid`) is planned only once the runs that call for it
     have finished.
     """
-    runs = tuning_runs(cfg)
-    # a method's λ is known as soon as its own tuning is over, as in the scheduler
-    chosen = {m: settled_kd_weight(m, cfg) for m in cfg.methods}
-    planned = runs + [r for r in final_runs(cfg, chosen) if r not in runs and
-                      (r.method == "none" or r.kd_weight is not None or r.seed != cfg.seeds[0]
-                       or lambda_source(r.method, cfg) != r.method)]
+    planned = planned_runs(cfg, undecided=True)
     times = epoch_times(cfg)
     epochs = cfg.train.epochs
     rows, left, untimed = [], 0.0, []
@@ -159,13 +167,22 @@ def format_status(report: dict, epochs: int) -> str:
 
     Notebook: 05_distillation.ipynb
     """
-    lines = [f"{'method':<18} {'λ':>6} {'seed':>4}  epochs  best valid PESQ-WB"]
+    width = max([18] + [len(r["method"]) for r in report["runs"]])
+    lines = [f"{'method':<{width}} {'λ':>6} {'seed':>4}  epochs  best valid PESQ-WB"]
+    todo: dict[str, int] = {}
     for r in report["runs"]:
         lam = "–" if r["method"] == "none" else ("?" if r["kd_weight"] is None
                                                  else f"{r['kd_weight']:g}")
         score = "" if r.get("valid_pesq_wb") is None else f"{r['valid_pesq_wb']:.3f}"
-        lines.append(f"{r['method']:<18} {lam:>6} {r['seed']:>4}  "
+        lines.append(f"{r['method']:<{width}} {lam:>6} {r['seed']:>4}  "
                      f"{r['epochs_done']:>2}/{epochs:<3}  {score:>18}".rstrip())
+        if r["epochs_done"] < epochs:
+            todo[r["method"]] = todo.get(r["method"], 0) + 1
+    if todo:
+        lines.append("still to train, in this order: "
+                     + ", ".join(f"{method} x {count}" for method, count in todo.items())
+                     + " (λ '?': not known yet; such a run is skipped if the λ its tuning picks "
+                     "has a finished run of that seed)")
     left = report["seconds_left"]
     eta = "unknown until a run has trained an epoch" if left is None else \
         f"about {left / 3600:.1f} h of training left at the measured epoch times"

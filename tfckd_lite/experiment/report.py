@@ -72,17 +72,64 @@ def results_markdown(results: dict) -> str:
               f"validation included; mean over seeds){side_by_side} on the machine that ran them, "
               "so it also carries that machine's load; the controlled cost of one step per "
               "method is `bench/bench_distill.py`'s.",
-              "", f"Seed {tuning} chose λ (on validation PESQ-WB, for the tuned methods and, "
-              "through `tfckd`, its ablations), so its test scores may be a little lucky; the "
-              f"column without seed {tuning} gives each method's mean over the other seeds, which "
-              f"played no part in any choice (every method drops seed {tuning}, `none` too, so "
-              "that the rows still compare the same seeds)."]
+              "", f"Seed {tuning} chose λ on validation PESQ-WB (a λ column that names another "
+              "method's was chosen by that method's tuning"
+              + ("; each ablation is tuned on a grid centred on the λ of the method it ablates"
+                 if any(e.get("ablation_of") for e in results["methods"].values()) else "")
+              + "), so its test scores may be a little lucky; the column without "
+              f"seed {tuning} gives each method's mean over the other seeds, which played no "
+              f"part in any choice (every method drops seed {tuning}, `none` too). "
+              + _seed_sets_text(results)]
     if results.get("paired"):
         lines += ["", paired_markdown(results["paired"]), "", seed_level_markdown(results["paired"]),
                   "", power_markdown(results["paired"])]
+    clipping = clipping_markdown(results)
+    if clipping:
+        lines += ["", clipping]
     calibration = calibration_markdown(results)
     if calibration:
         lines += ["", calibration]
+    return "\n".join(lines)
+
+
+def _seed_sets_text(results: dict) -> str:
+    """Which seeds the rows average, in words: all the same, or more for some methods."""
+    seeds = {m: e.get("seeds") for m, e in results["methods"].items()}
+    if not all(seeds.values()) or len({tuple(s) for s in seeds.values()}) == 1:
+        return "Every row averages the same seeds."
+    counts: dict[tuple, list[str]] = {}
+    for method, mine in seeds.items():
+        counts.setdefault(tuple(mine), []).append(f"`{method}`")
+    parts = [f"seeds {', '.join(map(str, key))} for {', '.join(names)}"
+             for key, names in counts.items()]
+    return ("The rows average different seeds (" + "; ".join(parts) + "): a method's mean uses "
+            "all its seeds, while every comparison between two methods below uses only the "
+            "seeds both have.")
+
+
+def clipping_markdown(results: dict) -> str:
+    """How often each method's steps hit the gradient clip (Markdown), or ``""`` when the
+    results do not carry the count (written before it existed).
+
+    Notebook: 05_distillation.ipynb
+    """
+    entries = {m: e.get("clipped_fraction") for m, e in results["methods"].items()}
+    if not any(entries.values()):
+        return ""
+    clip = results.get("config", {}).get("grad_clip")
+    lines = [f"How often the gradient clip{f' ({clip:g})' if clip else ''} was hit: the share "
+             "of each run's optimizer steps whose gradient norm before clipping exceeded it, "
+             "averaged over the method's runs that recorded it (`history.json`, `gradient`; "
+             "runs trained before the count existed did not). A clipped step keeps its "
+             "direction, so where nearly every step is clipped the term that dominates the "
+             "gradient sets the direction alone: for `output` at a large λ, the KD term, with "
+             "the SE term's share of the step about 1/λ of it.", "",
+             "| method | steps clipped | runs recorded |", "|---|---|---|"]
+    for method, entry in entries.items():
+        if not entry:
+            continue
+        share = "not recorded" if entry["mean"] is None else f"{100 * entry['mean']:.1f} %"
+        lines.append(f"| `{method}` | {share} | {entry['recorded']} of {entry['runs']} |")
     return "\n".join(lines)
 
 
@@ -136,11 +183,12 @@ def paired_markdown(paired: dict) -> str:
     metrics = list(next(iter(paired["methods"].values())))
     labels = dict((key, label) for key, label, _ in METRICS)
     digits = dict((key, d) for key, _, d in METRICS)
-    head = [f"`{ref}` − method"]
+    head = [f"`{ref}` − method", "seeds"]
     for key in metrics:
         head += [f"Δ {labels[key]}", f"{share} interval", f"clips where `{ref}` is higher"]
     lines = [f"`{ref}` against each method, clip by clip on the test split (**clip level**): "
-             "per clip each method's score is averaged over its seeds, and the mean difference "
+             "per clip each method's score is averaged over the seeds both methods have (the "
+             "seeds column), and the mean difference "
              f"is shown with its {share} bootstrap interval over clips "
              f"({paired['resamples']:,} resamples). The interval answers *would another draw of "
              "test clips change the difference between these trained students?* It holds the "
@@ -149,7 +197,10 @@ def paired_markdown(paired: dict) -> str:
              "one the method would repeat (the seed-level table below).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, entry in paired["methods"].items():
-        cells = []
+        first = entry[metrics[0]]
+        # (results written before methods could differ in seeds: every method had the same)
+        seeds = first.get("seeds") or (first.get("seed_level") or {}).get("seeds")
+        cells = ["every seed of each" if seeds is None else ", ".join(map(str, seeds))]
         for key in metrics:
             e, d = entry[key], digits[key] + 1
             cells += [f"{e['mean']:+.{d}f}", f"[{e['low']:+.{d}f}, {e['high']:+.{d}f}]",

@@ -71,8 +71,7 @@ def _without_tuning_seed(runs: list[dict]) -> dict | None:
     """Mean ± std per metric over a method's runs but those of the λ-tuning seed, or ``None``
     when no other seed ran. The tuning seed picked the λ on validation scores that share its
     initialisation and data order, so its test score may be a little lucky; the other seeds
-    played no part in any choice. Every method drops the same seed (``none``'s runs too), so
-    that the rows still compare the same seeds."""
+    played no part in any choice. Every method drops the same seed (``none``'s runs too)."""
     others = [r for r in runs if not r["tuning_seed"]]
     if not others:
         return None
@@ -113,9 +112,11 @@ def paired_comparison(records: Mapping[str, Mapping[int, list[dict]]], reference
     and most of the spread of a test mean comes from the clips (how hard each is), which a
     per-clip difference cancels. Two questions, two summaries per method and metric:
 
-    * **Clip level** (the entry's ``mean``, ``low``, ``high``, ``better``, ``n``, ``dropped``):
-      per clip each method's score is averaged over its seeds, and the difference ``reference −
-      method`` is summarised over clips by its mean, a bootstrap interval
+    * **Clip level** (the entry's ``mean``, ``low``, ``high``, ``better``, ``n``, ``dropped``,
+      ``seeds``): per clip each method's score is averaged over the seeds both methods have
+      (methods may have different seed sets: ``extra_seed_methods``; a method with no seed in
+      common with the reference is compared over all seeds of each), and the difference
+      ``reference − method`` is summarised over clips by its mean, a bootstrap interval
       (:func:`metrics.bootstrap_mean_interval`) and the share of clips on which the reference
       scores higher. It answers "would another draw of test clips change the difference between
       *these trained students*?"; the seed-to-seed spread is not in it.
@@ -132,7 +133,9 @@ def paired_comparison(records: Mapping[str, Mapping[int, list[dict]]], reference
     where a method's gain comes from.
 
     Returns ``{"reference", "confidence", "resamples", "power", "methods": {method: {metric:
-    {"mean", "low", "high", "better", "n", "dropped", "seed_level"[, "by": {label: {...}}]}}}}``.
+    {"mean", "low", "high", "better", "n", "dropped", "seeds", "seed_level"[, "by": {label:
+    {...}}]}}}}``, ``seeds`` the seed numbers averaged at the clip level (``None``: no shared
+    seed, every seed of each).
     """
     from ..metrics import bootstrap_mean_interval
 
@@ -143,8 +146,8 @@ def paired_comparison(records: Mapping[str, Mapping[int, list[dict]]], reference
             raise TypeError(f"records[{method!r}] must map seed numbers to per-clip records "
                             f"(methods are paired by seed number), got {type(seeds).__name__}")
 
-    def per_clip(method: str, metric: str) -> tuple[list[str], np.ndarray]:
-        seeds = list(records[method].values())
+    def per_clip(method: str, metric: str, only=None) -> tuple[list[str], np.ndarray]:
+        seeds = [r for s, r in records[method].items() if only is None or s in only]
         if not seeds or not seeds[0]:
             raise ValueError(f"no test records for {method!r}")
         names = [r["name"] for r in seeds[0]]
@@ -158,19 +161,22 @@ def paired_comparison(records: Mapping[str, Mapping[int, list[dict]]], reference
         entry["better"] = float(np.mean(diff[np.isfinite(diff)] > 0))
         return entry
 
-    references = {metric: per_clip(reference, metric) for metric in metrics}
+    for method in records:          # every seed of every method on the same clips, shared or not
+        per_clip(method, metrics[0])
     compared = {}
     for method in records:
         if method == reference:
             continue
         compared[method] = {}
+        shared = set(records[reference]) & set(records[method]) or None
         for metric in metrics:
-            names, mine = per_clip(method, metric)
-            ref_names, ref = references[metric]
+            names, mine = per_clip(method, metric, shared)
+            ref_names, ref = per_clip(reference, metric, shared)
             if names != ref_names:
                 raise ValueError(f"{reference!r} and {method!r} were scored on different clips")
             diff = ref - mine
             entry = summarise(diff)
+            entry["seeds"] = sorted(shared) if shared else None
             entry["seed_level"] = seed_level_comparison(records[reference], records[method],
                                                         metric, confidence, resamples, power)
             if groups is not None:
@@ -262,6 +268,30 @@ def final_calibration_spread(history: list[dict], epochs: int) -> dict | None:
     return stage_spreads(recorded[-1]) if recorded else None
 
 
+def run_clipped_fraction(history: list[dict], epochs: int) -> float | None:
+    """The share of a run's optimizer steps whose gradient norm exceeded the clip (so the SE and
+    KD terms' pull was rescaled, and a term that dominates the gradient sets the direction):
+    over the first ``epochs`` epochs of ``history.json`` that recorded it (``"gradient"``,
+    :func:`~tfckd_lite.train.gradient_summary`), weighted by their steps. ``None`` for a run
+    trained before the counter existed: no number is made up for it.
+
+    Notebook: 05_distillation.ipynb
+    """
+    recorded = [h["gradient"] for h in history[:epochs] if "gradient" in h]
+    steps = sum(g["steps"] for g in recorded)
+    if not steps:
+        return None
+    return float(sum(g["clipped_fraction"] * g["steps"] for g in recorded) / steps)
+
+
+def _mean_clipped(runs: list[dict]) -> dict:
+    """Per method: the mean over its runs of :func:`run_clipped_fraction` where recorded
+    (``mean`` is ``None`` when no run recorded it), and how many of the runs did."""
+    values = [r["clipped_fraction"] for r in runs if r["clipped_fraction"] is not None]
+    return {"mean": float(np.mean(values)) if values else None, "recorded": len(values),
+            "runs": len(runs)}
+
+
 def _mean_spread(spreads: list[dict | None]) -> dict | None:
     """Per stage and stream, the mean over seeds of :func:`final_calibration_spread`."""
     spreads = [s for s in spreads if s is not None]
@@ -333,6 +363,11 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
     by clip and seed by seed, overall and (clip level) per noise type of the test clips where
     the corpus logs it (``"paired"``, :func:`paired_comparison`).
 
+    Each method's scores are over all its seeds (``extra_seeds`` included for the methods of
+    ``extra_seed_methods``); each run records the share of its steps whose gradient was clipped
+    (:func:`run_clipped_fraction`), averaged per method (``"clipped_fraction"``: ``mean``,
+    ``None`` where no run recorded it, and how many runs did).
+
     Seed ``seeds[0]`` tuned λ (:mod:`~tfckd_lite.experiment.plan`): its runs are marked
     (``"tuning_seed"`` of each run) and each method also gets its scores over the other seeds
     (``"without_tuning_seed"``: the seeds that played no part in any choice).
@@ -359,6 +394,7 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
                         "train_seconds": epochs * float(np.median(
                             [h["seconds"] for h in history[:epochs]])),
                         "calibration_spread": final_calibration_spread(history, epochs),
+                        "clipped_fraction": run_clipped_fraction(history, epochs),
                         "calibration_agreement": (
                             run_calibration_agreement(folder.path, teacher, probe)
                             if run.method in SHIPPED_EXTRAS else None),
@@ -380,6 +416,9 @@ def collect_results(cfg: ExperimentConfig, chosen: dict[str, dict], progress: bo
             "without_tuning_seed": _without_tuning_seed(mine),
             "train_seconds": _mean_std([r["train_seconds"] for r in mine]),
             "best_seed": max(mine, key=lambda r: r["valid_pesq_wb"])["seed"],
+            "seeds": [r["seed"] for r in mine],
+            "ablation_of": chosen[method].get("ablation_of"),
+            "clipped_fraction": _mean_clipped(mine),
             "calibration_spread": _mean_spread([r["calibration_spread"] for r in mine]),
             "calibration_agreement": _total_agreement([r["calibration_agreement"]
                                                        for r in mine]),

@@ -250,6 +250,7 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None 
     # the plan grows as runs finish (λ-grid steps, then each method's other seeds)
     if not train_runs(lambda: planned_runs(cfg), cfg, progress, deadline, stop_at):
         return None
+    check_experiment_folder(cfg)        # records the grids that became known meanwhile
     chosen = choose_kd_weights(cfg)
     if not train_runs(final_runs(cfg, {m: c["kd_weight"] for m, c in chosen.items()}), cfg,
                       progress, deadline, stop_at):
