@@ -9,7 +9,7 @@ import sys
 from tfckd_lite import cli, train
 
 stop_at = int(sys.argv[1])
-step = train._optimisation_step
+step = train.engine._optimisation_step
 calls = 0
 
 
@@ -22,5 +22,5 @@ def dying_step(*args, **kwargs):
     return step(*args, **kwargs)
 
 
-train._optimisation_step = dying_step
+train.engine._optimisation_step = dying_step
 sys.exit(cli.main(sys.argv[2:]))

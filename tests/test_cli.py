@@ -145,13 +145,13 @@ def test_debug_shows_the_error_itself(mini):
 @pytest.mark.parametrize("bug", [
     lambda: None + 1,                                          # TypeError
     lambda: np.zeros(3) + np.zeros(4),                         # ValueError inside numpy
-    lambda: train._method_options("no-such-method", []),      # KeyError from a lookup
+    lambda: train.cli._method_options("no-such-method", []),      # KeyError from a lookup
 ])
 def test_a_bug_keeps_its_traceback(bug, mini, monkeypatch):
     def broken_command(args):
         bug()
 
-    monkeypatch.setattr(train, "_evaluate_command", broken_command)
+    monkeypatch.setattr(train.cli, "_evaluate_command", broken_command)
     with pytest.raises((TypeError, ValueError, KeyError)):
         cli.main(["evaluate", "--model", "noisy", "--data", str(mini)])
 
@@ -174,7 +174,7 @@ def test_which_errors_are_library_errors():
     assert library_error_message(_raised(lambda: open("/no/such/file"))).endswith(
         "No such file or directory: '/no/such/file'")
     assert library_error_message(cli.UsageError("flags clash")) == "flags clash"
-    for bug in (lambda: train._method_options("nope", []), lambda: {}["key"],
+    for bug in (lambda: train.cli._method_options("nope", []), lambda: {}["key"],
                 lambda: int("x"), lambda: np.ones(2) @ np.ones(3)):
         assert library_error_message(_raised(bug)) is None
 

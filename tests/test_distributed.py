@@ -166,7 +166,8 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_batch_of_their_union
     """For plain training (an SE loss averaged over every element) K micro-batches of b
     accumulate to the gradient of one batch of K*b: the loss of each is divided by K."""
     from tfckd_lite.data import make_loader, open_corpus
-    from tfckd_lite.train import SupervisedTask, _optimisation_step
+    from tfckd_lite.train import SupervisedTask
+    from tfckd_lite.train.engine import _optimisation_step
 
     noisy, clean = next(iter(make_loader(open_corpus(mini, "train"), batch_size=4,
                                          segment_seconds=0.5, seed=2)))

@@ -12,7 +12,8 @@ from tfckd_lite.losses import compressed_spectral_loss
 from tfckd_lite.models import DPDCRN
 from tfckd_lite.precision import as_fp32, autocast, full_precision, grad_scaler
 from tfckd_lite.run_folder import RunFolder
-from tfckd_lite.train import SupervisedTask, TrainConfig, _optimisation_step, fit
+from tfckd_lite.train import SupervisedTask, TrainConfig, fit
+from tfckd_lite.train.engine import _optimisation_step
 
 from tiny_models import BATCH, FRAMES, SEGMENT, STUDENT
 

@@ -43,7 +43,7 @@ from pathlib import Path
 COMMAND_MODULES = [
     "tfckd_lite.models.cli",
     "tfckd_lite.data.cli",
-    "tfckd_lite.train",
+    "tfckd_lite.train.cli",
     "tfckd_lite.recipes",
     "tfckd_lite.pretrained",
     "tfckd_lite.experiment",
