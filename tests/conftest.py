@@ -89,3 +89,20 @@ def tiny_teacher():
 
     torch.manual_seed(TEACHER_SEED)
     return DPDCRN(TEACHER).eval()
+
+
+@pytest.fixture
+def close_figures():
+    """Close every matplotlib figure a test opened (for modules that draw many)."""
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def test_split(mini):
+    """The mini set's test split."""
+    from tfckd_lite.data import open_corpus
+
+    return open_corpus(mini, "test")

@@ -19,20 +19,11 @@ from tfckd_lite.distill import build_distiller
 from tfckd_lite.models import DPDCRN, DPDCRNConfig
 from tfckd_lite.stft import HOP_LENGTH, SAMPLE_RATE, num_frames
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "close_figures")
 
 FRAMES, BATCH = 20, 2          # the small distiller's calibration windows and batch
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def test_split(mini):
-    return open_corpus(mini, "test")
 
 
 def mse(enhanced, clean):

@@ -14,11 +14,7 @@ from tfckd_lite.distill.plots import (calibration_course, layer_labels, matched_
 from tfckd_lite.models import build_model
 from tfckd_lite.stft import HOP_LENGTH, SAMPLE_RATE
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 def test_plot_relation_draws_the_matrix():

@@ -5,7 +5,6 @@ import csv
 import math
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy import signal, stats
@@ -16,21 +15,12 @@ from tfckd_lite.listening import (ANCHOR, REFERENCE, ForeignDesignError, Rating,
                                   design_test)
 from tfckd_lite.stft import SAMPLE_RATE
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "close_figures")
 
 SYSTEMS = ("noisy", "lite-student", "lite-student-tfckd", "lite-teacher")
 CLIPS = [f"clip{i}" for i in range(8)]
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def test_split(mini):
-    return open_corpus(mini, "test")
 
 
 def _noise(seconds=2.0, seed=0):
