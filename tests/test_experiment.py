@@ -1153,9 +1153,12 @@ def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatc
     leading = ("none", "tfckd", "frame-similarity", "tfckd-intra")
     assert cfg.extra_seed_methods == leading
     stored = json.loads((committed / experiment.RECORD_FILE).read_text())
+    # the record is the Makefile's config as far as the folder has got (seeds and methods are
+    # added to it when `make reproduce` first runs with them)
     assert ExperimentConfig.from_dict(stored["config"]) == dataclasses.replace(
-        cfg, jobs=1, methods=tuple(stored["config"]["methods"]), extra_seeds=(),
-        extra_seed_methods=())
+        cfg, jobs=1, methods=tuple(stored["config"]["methods"]),
+        extra_seeds=tuple(stored["config"].get("extra_seeds", ())),
+        extra_seed_methods=tuple(stored["config"].get("extra_seed_methods", ())))
     # the same relative folder, outside the repository; the data set is not built here, so its
     # manifest hash is the recorded one (what `make data` rebuilds bit for bit), and the
     # gradient ratio that caps output-balanced's grid is the one measured on it (1.157)
@@ -1165,7 +1168,8 @@ def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatc
     monkeypatch.setattr(experiment.folder, "manifest_sha256",
                         lambda root: stored["data_manifest_sha256"])
     monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1.157)
-    finished = sorted(p.parent for p in Path(cfg.out).glob(f"runs/**/{RunFolder.HISTORY}"))
+    finished = sorted(p.parent for p in Path(cfg.out).glob(f"runs/**/{RunFolder.HISTORY}")
+                      if RunFolder(p.parent).finished(cfg.train.epochs))
     stamps = {p: p.stat().st_mtime_ns for p in Path(cfg.out, "runs").rglob("*") if p.is_file()}
     updated = experiment.check_experiment_folder(cfg)
     ablations = ("tfckd-time-only", "tfckd-freq-only", "tfckd-uniform",
@@ -1180,16 +1184,18 @@ def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatc
     assert updated["tuning_grids"]["output-balanced"] == [0.008, 0.08, 0.8]
     assert json.loads(record.read_text()) == updated
     assert experiment.check_experiment_folder(cfg) == updated          # and then it matches
-    # every committed run is finished and stays so; what is left is exactly the new work
+    # every finished run stays so; what is left is exactly the new work not finished yet (the
+    # committed folder gains finished extra seeds session by session), in the plan's order
     assert all(RunFolder(f).finished(cfg.train.epochs) for f in finished)
     left = [r for r in experiment.planned_runs(cfg) if not r.finished(cfg)]
     more = lambda m, lam: [Run(m, lam, s) for s in (3, 4, 5)]  # noqa: E731
-    assert left[:12] == (more("none", None) + more("tfckd", 0.1) + more("frame-similarity", 1.0)
-                         + more("tfckd-intra", 0.1))
-    assert left[12:15] == [Run("output-balanced", w, 0) for w in (0.008, 0.08, 0.8)]
-    assert left[15:] == [Run(m, w, 0) for m in ablations
-                         for w in ((0.01, 0.1, 1.0) if m == "tfckd-uniform-trained-fusion"
-                                   else (0.01, 1.0))]
+    new_work = (more("none", None) + more("tfckd", 0.1) + more("frame-similarity", 1.0)
+                + more("tfckd-intra", 0.1)
+                + [Run("output-balanced", w, 0) for w in (0.008, 0.08, 0.8)]
+                + [Run(m, w, 0) for m in ablations
+                   for w in ((0.01, 0.1, 1.0) if m == "tfckd-uniform-trained-fusion"
+                             else (0.01, 1.0))])
+    assert left == [r for r in new_work if not r.finished(cfg)]
     planned = set(experiment.planned_runs(cfg))
     for m in ("tfckd-time-only", "tfckd-uniform"):       # the λ = 0.1 runs are its tuning run
         assert Run(m, 0.1, 0) in planned and Run(m, 0.1, 0).finished(cfg)
