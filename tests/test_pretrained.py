@@ -50,3 +50,18 @@ def test_shipped_scores_per_noise_type_and_snr_add_up_to_the_whole(name):
             weighted = sum(g["clips"] * g[f"delta_{metric}"] for g in groups.values())
             assert weighted / test["summary"]["clips"] == pytest.approx(
                 test["summary"][f"delta_{metric}"], abs=1e-6)
+
+
+def test_the_shipped_four_channel_student_is_described_and_enhances_four_channels():
+    model = pretrained.load("lite-student-mc4")
+    assert model.config == PRESETS["lite-student-mc4"] and model.config.in_channels == 4
+    info = pretrained.describe("lite-student-mc4")
+    assert info["command"].startswith("python -m tfckd_lite train --preset lite-student-mc4")
+    assert "--mics A" in info["command"] and "mc-small" in info["command"]
+    summary = info["test"]["summary"]
+    assert summary["clips"] == 200 and summary["unscorable_clips"] == 0   # mc-small's test split
+    assert summary["pesq_wb"] > summary["input_pesq_wb"]                  # it does enhance
+    out = model.enhance(torch.randn(1, 4, 8000) * 0.1)         # [batch, mics, samples]
+    assert out.shape == (1, 8000) and torch.isfinite(out).all()           # the W channel's mask
+    with pytest.raises(ValueError, match="takes 4 microphones"):
+        model.enhance(torch.randn(8000) * 0.1)
