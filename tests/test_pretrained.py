@@ -5,7 +5,7 @@ import torch
 
 from tfckd_lite import pretrained
 from tfckd_lite.checkpoint import read_model_description
-from tfckd_lite.models import PRESETS
+from tfckd_lite.models import MULTICHANNEL_PRESETS, PRESETS
 
 
 @pytest.mark.parametrize("name", ["lite-teacher", "lite-student"])
@@ -54,7 +54,7 @@ def test_shipped_scores_per_noise_type_and_snr_add_up_to_the_whole(name):
 
 def test_the_shipped_four_channel_student_is_described_and_enhances_four_channels():
     model = pretrained.load("lite-student-mc4")
-    assert model.config == PRESETS["lite-student-mc4"] and model.config.in_channels == 4
+    assert model.config == MULTICHANNEL_PRESETS["lite-student-mc4"] and model.config.in_channels == 4
     info = pretrained.describe("lite-student-mc4")
     assert info["command"].startswith("python -m tfckd_lite train --preset lite-student-mc4")
     assert "--mics A" in info["command"] and "mc-small" in info["command"]
