@@ -91,6 +91,13 @@ committed runs stop. For a machine lent for a while there are two budgets:
 An unfinished run whose files were committed without their resume state starts over
 (:meth:`Run.orphaned`). Either way the same command resumes later.
 
+On a multi-channel corpus (the simulated L3DAS23 ``mc-small``, ``make reproduce-mc``; Notebook:
+07_multichannel.ipynb) ``mics`` (``--mics A``) picks the microphones every run trains on and
+every test, teacher and probe score reads; the teacher and student must take that many
+channels (``lite-teacher-mc4``, ``lite-student-mc4``), which is checked before any run starts
+(:meth:`ExperimentConfig.check_microphones`), and ``experiment.json`` records it like every
+other setting (a folder recorded before it existed compares as ``None``, single-channel).
+
 ``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
 ``tfckd_lite/pretrained/lite-student-<method>`` (with the distiller extras of the methods in
 :data:`SHIPPED_EXTRAS`) and the report as
@@ -125,8 +132,8 @@ The package, one module per concern (every public name is also importable from h
 from .cli import register
 from .clips import (CLIPS_SUFFIX, clip_records_from_scores, clip_scores, clips_file,
                     run_clip_records, shipped_clip_records, write_clip_scores)
-from .config import (PER_RUN_SETTINGS, SHIPPED_EXTRAS, ExperimentConfig, Run, default_training,
-                     reproduce_command)
+from .config import (MICS, PER_RUN_SETTINGS, SHIPPED_EXTRAS, ExperimentConfig,
+                     MicrophoneMismatchError, Run, default_training, reproduce_command)
 from .folder import (RECORD_FILE, TEACHER_SCORES_FILE, ExperimentMismatchError,
                      check_experiment_folder, finished_files, format_status, in_progress_files,
                      stage, status)
@@ -149,7 +156,8 @@ from .statistics import (SEEDS_NEEDED_LIMIT, difference_matrix, paired_seed_test
 from .runner import reproduce, train_runs
 
 __all__ = [
-    "register", "PER_RUN_SETTINGS", "SHIPPED_EXTRAS", "ExperimentConfig", "Run",
+    "register", "MICS", "PER_RUN_SETTINGS", "SHIPPED_EXTRAS", "ExperimentConfig",
+    "MicrophoneMismatchError", "Run",
     "default_training", "reproduce_command", "RECORD_FILE", "TEACHER_SCORES_FILE",
     "ExperimentMismatchError", "check_experiment_folder", "finished_files", "format_status",
     "in_progress_files", "stage", "status", "DEFAULT_GRID", "GRID_STEP", "TUNING_GRIDS",
