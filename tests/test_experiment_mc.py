@@ -78,6 +78,7 @@ def test_the_record_the_report_and_the_command_name_the_microphones(mc_finished)
     assert "--mics A" in results["command"]
     for path in results["report"].values():
         assert Path(path).is_file()
+    assert "| noisy input (W of mic A) |" in experiment.results_markdown(results)
     # the unprocessed row is W of microphone A, as evaluate scores the mixture's channel 0
     noisy = results["rows"]["noisy"]["pesq_wb"]["mean"]
     first = json.loads(RunFolder(results["runs"][0]["folder"]).test_scores.read_text())

@@ -41,7 +41,10 @@ def results_markdown(results: dict) -> str:
         "train time (min)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda s, d: f"{s['mean']:.{d}f}"  # noqa: E731
-    for name, label, params, gflops in (("noisy", "noisy input", "", ""),
+    # a multi-channel input is scored on its reference channel, W of the first microphone
+    mics = results.get("config", {}).get("mics")
+    noisy = "noisy input" + (f" (W of mic {mics[0]})" if mics else "")
+    for name, label, params, gflops in (("noisy", noisy, "", ""),
                                         ("teacher", "teacher", f"{cx['teacher_params']:,}",
                                          f"{cx['teacher_gflops']:.2f}")):
         row = results["rows"][name]
