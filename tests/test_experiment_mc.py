@@ -85,6 +85,23 @@ def test_the_record_the_report_and_the_command_name_the_microphones(mc_finished)
     assert noisy == first["summary"]["input_pesq_wb"]
 
 
+def test_a_multichannel_experiment_is_not_shipped_over_the_single_channel_one(mc_finished,
+                                                                               monkeypatch):
+    cfg, results = mc_finished
+    written = []
+    monkeypatch.setattr(experiment.report, "write_report", lambda *a, **k: written.append(a))
+    with pytest.raises(ValueError, match="is not shipped"):
+        experiment.ship(results)
+    assert not written
+    # the command line refuses --ship before training anything
+    args = build_parser().parse_args(shlex.split(experiment.reproduce_command(cfg))[3:]
+                                     + ["--ship"])
+    monkeypatch.setattr(experiment.cli, "reproduce", lambda *a, **k: written.append("trained"))
+    with pytest.raises(ValueError, match="is not shipped"):
+        args.func(args)
+    assert not written
+
+
 def test_a_resume_with_other_microphones_is_refused(mc_finished):
     cfg, _ = mc_finished
     # mic B has 4 channels too: the models would accept it, the folder must not
@@ -161,3 +178,26 @@ def test_make_reproduce_mc_tunes_the_leading_methods_on_microphone_a():
         assert [r.kd_weight for r in runs if r.method == method] == \
             list(experiment.TUNING_GRIDS[method])
         assert {r.seed for r in runs if r.method == method} == {0}
+
+
+def test_the_mc_experiment_folder_keeps_what_a_fresh_clone_resumes_from_and_its_report():
+    """As for ``make reproduce``'s folder, but the report is kept: nothing ships it."""
+    import subprocess
+
+    from tfckd_lite.run_folder import RunFolder as R
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    cfg = _makefile_mc_config()
+    run = f"{cfg.out}/runs/{{}}/lam-1/seed-0/{{}}"
+    paths = {run.format(m, f): (f in (R.BEST, R.HISTORY, R.TEST_SCORES)
+                                or (f == R.BEST_EXTRAS and m in experiment.SHIPPED_EXTRAS))
+             for m in cfg.methods for f in (R.BEST, R.HISTORY, R.TEST_SCORES, R.BEST_EXTRAS,
+                                            R.STATE, R.LOG, R.LOCK)}
+    paths.update({f"{cfg.out}/{name}": True for name in (
+        experiment.TEACHER_SCORES_FILE, experiment.RECORD_FILE, "results.json", "results.md",
+        "results.png")})
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root,
+                             capture_output=True, text=True).stdout.split()
+    assert {p for p, kept in paths.items() if not kept} == set(ignored)

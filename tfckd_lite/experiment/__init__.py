@@ -143,7 +143,8 @@ from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, ablate
                    kd_grid, kd_weight_cap, method_groups, method_tuning_runs, planned_runs,
                    run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
                    validation_score)
-from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, clipping_markdown,
+from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, check_shippable,
+                     clipping_markdown,
                      paired_markdown, plot_paired, plot_results, power_markdown,
                      results_markdown, seed_level_markdown, ship, shipped_results, write_report)
 from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, VERDICT_LEVELS,
@@ -166,7 +167,8 @@ __all__ = [
     "method_tuning_runs", "PROBE_BATCHES", "kd_gradient_ratio", "planned_runs", "run_seconds",
     "settled_kd_weight", "tuned_grid",
     "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
-    "calibration_markdown", "clipping_markdown", "run_clipped_fraction", "paired_markdown",
+    "calibration_markdown", "check_shippable", "clipping_markdown", "run_clipped_fraction",
+    "paired_markdown",
     "plot_paired", "plot_results", "power_markdown",
     "results_markdown", "seed_level_markdown", "ship", "shipped_results", "write_report",
     "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE", "VERDICT_LEVELS", "calibration_probe",

@@ -15,7 +15,7 @@ from ..train import TrainConfig, add_config_arguments
 from ..train import config_from_args as train_config_from_args
 from .config import MICS, PER_RUN_SETTINGS, ExperimentConfig
 from .folder import finished_files, format_status, stage, status
-from .report import results_markdown, ship
+from .report import check_shippable, results_markdown, ship
 from .runner import reproduce
 def register(subparsers) -> None:
     """``reproduce`` subcommand of ``python -m tfckd_lite``.
@@ -116,6 +116,8 @@ def _reproduce_command(args) -> int:
               f"{len(staged['in_progress'])} resume file(s) of runs in progress; "
               f"{len(staged['untracked'])} resume state(s) of finished runs no longer tracked")
         return 0
+    if args.ship:
+        check_shippable(cfg)            # refused now, not after hours of training
     results = reproduce(cfg, hours=args.hours, stop_after=args.stop_after)
     if results is None:
         print(format_status(status(cfg), cfg.train.epochs))

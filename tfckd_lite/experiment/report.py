@@ -455,6 +455,19 @@ def write_report(results: dict, folder: str | Path, stem: str = "results") -> di
     return paths
 
 
+def check_shippable(cfg: ExperimentConfig) -> None:
+    """Refuse to ship a multi-channel experiment (``mics`` set): its report would replace the
+    single-channel one in ``pretrained/results`` (one :data:`SHIPPED_NAME`), which notebooks 05
+    and 08 read; it stays in its experiment folder (``make reproduce-mc``).
+
+    Notebook: 07_multichannel.ipynb
+    """
+    if cfg.mics is not None:
+        raise ValueError(f"the experiment on mics {cfg.mics!r} is not shipped: its report would "
+                         f"replace the single-channel {SHIPPED_NAME} report that notebooks 05 "
+                         f"and 08 read; it stays in {cfg.out}")
+
+
 def ship(results: dict, progress: bool = True) -> dict[str, Path]:
     """Export the best seed of each KD method and the report into the package.
 
@@ -469,6 +482,7 @@ def ship(results: dict, progress: bool = True) -> dict[str, Path]:
     from .clips import write_clip_scores
 
     cfg = ExperimentConfig.from_dict(results["config"])
+    check_shippable(cfg)
     shipped = {}
     for method, entry in results["methods"].items():
         if method == "none":
