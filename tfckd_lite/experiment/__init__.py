@@ -91,6 +91,13 @@ committed runs stop. For a machine lent for a while there are two budgets:
 An unfinished run whose files were committed without their resume state starts over
 (:meth:`Run.orphaned`). Either way the same command resumes later.
 
+On a multi-channel corpus (the simulated L3DAS23 ``mc-small``, ``make reproduce-mc``; Notebook:
+07_multichannel.ipynb) ``mics`` (``--mics A``) picks the microphones every run trains on and
+every test, teacher and probe score reads; the teacher and student must take that many
+channels (``lite-teacher-mc4``, ``lite-student-mc4``), which is checked before any run starts
+(:meth:`ExperimentConfig.check_microphones`), and ``experiment.json`` records it like every
+other setting (a folder recorded before it existed compares as ``None``, single-channel).
+
 ``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
 ``tfckd_lite/pretrained/lite-student-<method>`` (with the distiller extras of the methods in
 :data:`SHIPPED_EXTRAS`) and the report as
@@ -125,8 +132,8 @@ The package, one module per concern (every public name is also importable from h
 from .cli import register
 from .clips import (CLIPS_SUFFIX, clip_records_from_scores, clip_scores, clips_file,
                     run_clip_records, shipped_clip_records, write_clip_scores)
-from .config import (PER_RUN_SETTINGS, SHIPPED_EXTRAS, ExperimentConfig, Run, default_training,
-                     reproduce_command)
+from .config import (MICS, PER_RUN_SETTINGS, SHIPPED_EXTRAS, ExperimentConfig,
+                     MicrophoneMismatchError, Run, default_training, reproduce_command)
 from .folder import (RECORD_FILE, TEACHER_SCORES_FILE, ExperimentMismatchError,
                      check_experiment_folder, finished_files, format_status, in_progress_files,
                      stage, status)
@@ -136,7 +143,8 @@ from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, ablate
                    kd_grid, kd_weight_cap, method_groups, method_tuning_runs, planned_runs,
                    run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
                    validation_score)
-from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, clipping_markdown,
+from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, check_shippable,
+                     clipping_markdown,
                      paired_markdown, plot_paired, plot_results, power_markdown,
                      results_markdown, seed_level_markdown, ship, shipped_results, write_report)
 from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, VERDICT_LEVELS,
@@ -149,7 +157,8 @@ from .statistics import (SEEDS_NEEDED_LIMIT, difference_matrix, paired_seed_test
 from .runner import reproduce, train_runs
 
 __all__ = [
-    "register", "PER_RUN_SETTINGS", "SHIPPED_EXTRAS", "ExperimentConfig", "Run",
+    "register", "MICS", "PER_RUN_SETTINGS", "SHIPPED_EXTRAS", "ExperimentConfig",
+    "MicrophoneMismatchError", "Run",
     "default_training", "reproduce_command", "RECORD_FILE", "TEACHER_SCORES_FILE",
     "ExperimentMismatchError", "check_experiment_folder", "finished_files", "format_status",
     "in_progress_files", "stage", "status", "DEFAULT_GRID", "GRID_STEP", "TUNING_GRIDS",
@@ -158,7 +167,8 @@ __all__ = [
     "method_tuning_runs", "PROBE_BATCHES", "kd_gradient_ratio", "planned_runs", "run_seconds",
     "settled_kd_weight", "tuned_grid",
     "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
-    "calibration_markdown", "clipping_markdown", "run_clipped_fraction", "paired_markdown",
+    "calibration_markdown", "check_shippable", "clipping_markdown", "run_clipped_fraction",
+    "paired_markdown",
     "plot_paired", "plot_results", "power_markdown",
     "results_markdown", "seed_level_markdown", "ship", "shipped_results", "write_report",
     "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE", "VERDICT_LEVELS", "calibration_probe",

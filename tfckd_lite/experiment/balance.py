@@ -38,13 +38,14 @@ def kd_gradient_ratio(method: str, cfg: ExperimentConfig) -> float:
 
     Notebook: 05_distillation.ipynb
     """
-    return _ratio(method, str(cfg.data), str(cfg.teacher_file()), cfg.student, cfg.seeds[0],
-                  cfg.train.batch_size, cfg.train.segment_seconds, cfg.train.segment_frames)
+    return _ratio(method, str(cfg.data), cfg.mics, str(cfg.teacher_file()), cfg.student,
+                  cfg.seeds[0], cfg.train.batch_size, cfg.train.segment_seconds,
+                  cfg.train.segment_frames)
 
 
 @functools.lru_cache(maxsize=None)
-def _ratio(method: str, data: str, teacher: str, student: str, seed: int, batch_size: int,
-           segment_seconds: float, segment_frames: int) -> float:
+def _ratio(method: str, data: str, mics: str | None, teacher: str, student: str, seed: int,
+           batch_size: int, segment_seconds: float, segment_frames: int) -> float:
     from ..checkpoint import load_model
     from ..data import make_loader, open_corpus
     from ..distill import build_distiller
@@ -52,7 +53,7 @@ def _ratio(method: str, data: str, teacher: str, student: str, seed: int, batch_
     from ..models import build_model
     from ..train import microphones
 
-    train_set = open_corpus(data, "train")
+    train_set = open_corpus(data, "train", **({} if mics is None else {"mics": mics}))
     torch.manual_seed(seed)                     # as run_training initialises the student
     model = build_model(student, in_channels=microphones(train_set))
     batches = make_loader(train_set, batch_size=batch_size, segment_seconds=segment_seconds,

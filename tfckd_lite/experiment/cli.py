@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..train import TrainConfig, add_config_arguments
 from ..train import config_from_args as train_config_from_args
-from .config import PER_RUN_SETTINGS, ExperimentConfig
+from .config import MICS, PER_RUN_SETTINGS, ExperimentConfig
 from .folder import finished_files, format_status, stage, status
-from .report import results_markdown, ship
+from .report import check_shippable, results_markdown, ship
 from .runner import reproduce
 def register(subparsers) -> None:
     """``reproduce`` subcommand of ``python -m tfckd_lite``.
@@ -30,6 +30,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="experiment folder (resumed if it exists)")
     p.add_argument("--teacher", default=defaults.teacher)
     p.add_argument("--student", default=defaults.student)
+    p.add_argument("--mics", default=defaults.mics, choices=[m for m in MICS if m],
+                   help="L3DAS23-layout corpora (e.g. data/generated/mc-small) only: the "
+                        "microphones every run trains on and is scored with (A: 4 channels, "
+                        "AB: 8); the presets must take that many (Notebook 07)")
     p.add_argument("--methods", nargs="+", default=None, help="default: every method")
     p.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     p.add_argument("--extra-seeds", nargs="+", type=int, default=list(defaults.extra_seeds),
@@ -90,7 +94,8 @@ def config_from_args(args) -> ExperimentConfig:
         methods=tuple(args.methods or ()), seeds=tuple(args.seeds),
         extra_seeds=tuple(args.extra_seeds), extra_seed_methods=tuple(args.extra_seed_methods),
         kd_weights=None if args.kd_weights is None else tuple(args.kd_weights),
-        grid_extensions=args.grid_extensions, test_clips=args.test_clips, jobs=args.jobs,
+        grid_extensions=args.grid_extensions, test_clips=args.test_clips, mics=args.mics,
+        jobs=args.jobs,
         devices=tuple(args.devices.split(",")) if args.devices else (),
         nproc_per_run=args.nproc_per_run,
         train=train_config_from_args(args, **per_run))
@@ -111,6 +116,8 @@ def _reproduce_command(args) -> int:
               f"{len(staged['in_progress'])} resume file(s) of runs in progress; "
               f"{len(staged['untracked'])} resume state(s) of finished runs no longer tracked")
         return 0
+    if args.ship:
+        check_shippable(cfg)            # refused now, not after hours of training
     results = reproduce(cfg, hours=args.hours, stop_after=args.stop_after)
     if results is None:
         print(format_status(status(cfg), cfg.train.epochs))

@@ -22,8 +22,19 @@ from ..train import TrainConfig, config_argv, flag_text, training_argv
 #: folders and are not committed (experiments/distillation-small/.gitignore).
 SHIPPED_EXTRAS = ("tfckd", "tfckd-released")
 
+#: the microphone selections of an L3DAS23-layout corpus (None: a single-channel corpus)
+MICS = (None, "A", "B", "AB")
+
 #: training settings that are each run's own, not the experiment's (the runs' seeds are ``seeds``)
 PER_RUN_SETTINGS = ("seed",)
+
+
+class MicrophoneMismatchError(ValueError):
+    """The teacher or the student preset takes another number of microphone channels than the
+    experiment's corpus gives (with its ``mics``).
+
+    Notebook: 07_multichannel.ipynb
+    """
 
 
 def default_training() -> TrainConfig:
@@ -52,7 +63,11 @@ class ExperimentConfig:
     every crop on the fly instead (off by default, like the shipped models: README, "How the
     recipe got here"). ``extra_seeds`` are trained, besides ``seeds``, for the methods of
     ``extra_seed_methods`` only (the leading comparisons rest on more seeds than the rest;
-    :meth:`seeds_of`); a resume may add such seeds, never remove them. :meth:`to_dict` /
+    :meth:`seeds_of`); a resume may add such seeds, never remove them. ``mics`` picks the
+    microphones of an L3DAS23-layout corpus (the simulated ``mc-small``: ``"A"``, ``"B"``,
+    ``"AB"``; Notebook: 07_multichannel.ipynb) that every run trains on and every score (test,
+    teacher, probes) reads (:meth:`open_split`); ``None`` for a single-channel corpus.
+    :meth:`to_dict` /
     :meth:`from_dict` give the flat form that ``experiment.json`` and ``results.json`` store.
     """
 
@@ -67,6 +82,7 @@ class ExperimentConfig:
     kd_weights: tuple[float, ...] | None = None   # None: per-method grids (TUNING_GRIDS)
     grid_extensions: int = 2
     test_clips: int | None = None
+    mics: str | None = None                # None: a single-channel corpus
     jobs: int = 1
     devices: tuple[str, ...] = ()          # () = `jobs` slots on train.device
     nproc_per_run: int = 1
@@ -105,6 +121,9 @@ class ExperimentConfig:
         if self.kd_weights is not None and (not self.kd_weights
                                             or any(w <= 0 for w in self.kd_weights)):
             raise ValueError(f"the λ grid must hold positive values, got {self.kd_weights}")
+        if self.mics not in MICS:
+            raise ValueError(f"mics must be one of {MICS[1:]} (an L3DAS23-layout corpus) or "
+                             f"None (a single-channel one), got {self.mics!r}")
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
         self.devices = tuple(str(d).strip() for d in self.devices)
@@ -143,6 +162,64 @@ class ExperimentConfig:
         if not self.devices:
             return [(self.train.device,) * n] * self.jobs
         return [self.devices[i:i + n] for i in range(0, len(self.devices), n)]
+
+    def corpus_options(self) -> dict:
+        """The keyword arguments of :func:`~tfckd_lite.data.open_corpus` (and of
+        :func:`~tfckd_lite.train.run_training`) that select the microphones: none for a
+        single-channel corpus.
+
+        Notebook: 07_multichannel.ipynb
+        """
+        return {} if self.mics is None else {"mics": self.mics}
+
+    def open_split(self, split: str):
+        """Split ``split`` of the experiment's corpus as its runs see it (``mics`` applied).
+
+        Notebook: 07_multichannel.ipynb
+        """
+        from ..data import open_corpus
+
+        return open_corpus(self.data, split, **self.corpus_options())
+
+    def check_microphones(self) -> int:
+        """The corpus's microphone channels as the runs see them, once the teacher and the
+        student are known to take that many; raises :class:`MicrophoneMismatchError` otherwise.
+
+        Notebook: 07_multichannel.ipynb
+
+        Called before any training (:func:`~tfckd_lite.experiment.runner.reproduce`): the
+        models refuse a wrong channel count only at their first forward pass, i.e. inside the
+        first run, after the folder is recorded. The teacher file fixes its channels; a
+        multi-channel preset (``lite-student-mc4``) fixes the student's, a single-channel preset
+        (``lite-student``) takes the corpus's (as ``train`` builds it). ``mics`` is refused on a
+        corpus that is not in the L3DAS23 layout (the loader would ignore it).
+        """
+        from ..checkpoint import read_model_description
+        from ..data import detect_kind
+        from ..models import MULTICHANNEL_PRESETS, PRESETS
+        from ..train import microphones
+
+        kind = detect_kind(self.data)
+        if self.mics is not None and kind != "l3das23":
+            raise MicrophoneMismatchError(
+                f"mics={self.mics!r} selects microphones of an L3DAS23-layout corpus, but "
+                f"{self.data} is a {kind} corpus (single-channel): leave mics out")
+        channels = microphones(self.open_split("train"))
+        where = f"{self.data} (mics {self.mics or 'default'}) gives {channels} channel(s)"
+        teacher = read_model_description(self.teacher_file()).get("config", {})
+        if teacher.get("in_channels", 1) != channels:
+            raise MicrophoneMismatchError(
+                f"the teacher {self.teacher} takes {teacher.get('in_channels', 1)} microphone "
+                f"channel(s) but {where}: give a teacher trained on these microphones")
+        if self.student not in PRESETS and self.student not in MULTICHANNEL_PRESETS:
+            raise KeyError(f"unknown student preset {self.student!r}; choose one of "
+                           f"{sorted(PRESETS) + sorted(MULTICHANNEL_PRESETS)}")
+        fixed = MULTICHANNEL_PRESETS.get(self.student)
+        if fixed is not None and fixed.in_channels != channels:
+            raise MicrophoneMismatchError(
+                f"the student preset {self.student} takes {fixed.in_channels} microphone "
+                f"channels but {where}: pick the preset of that many channels or other mics")
+        return channels
 
     def with_training(self, **changes) -> "ExperimentConfig":
         """A copy whose training budget has ``changes`` (e.g. ``epochs=2``)."""
@@ -210,7 +287,8 @@ class Run:
         distilled = self.kd_weight is not None
         return {"preset": cfg.student, "data": str(cfg.data), "out": str(self.folder(cfg)),
                 "method": self.method, "teacher": cfg.teacher if distilled else None,
-                "kd_weight": self.kd_weight, "resume": not self.orphaned(cfg)}
+                "kd_weight": self.kd_weight, "resume": not self.orphaned(cfg),
+                **cfg.corpus_options()}
 
     def argv(self, cfg: ExperimentConfig, device: str | None = None) -> list[str]:
         """Arguments of ``python -m tfckd_lite`` that train this run (on ``device``, default
@@ -248,7 +326,7 @@ def reproduce_command(cfg: ExperimentConfig) -> str:
             args += ["--" + key, getattr(cfg, key)]
     args += config_argv(cfg.train, defaults=default.train,
                         exclude=(*PER_RUN_SETTINGS, "device", "workers"))
-    for key in ("test_clips", "grid_extensions"):
+    for key in ("test_clips", "grid_extensions", "mics"):
         if getattr(cfg, key) != getattr(default, key):
             args += ["--" + key.replace("_", "-"), flag_text(getattr(cfg, key))]
     for key in ("methods", "seeds", "kd_weights", "extra_seeds", "extra_seed_methods"):

@@ -41,7 +41,10 @@ def results_markdown(results: dict) -> str:
         "train time (min)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda s, d: f"{s['mean']:.{d}f}"  # noqa: E731
-    for name, label, params, gflops in (("noisy", "noisy input", "", ""),
+    # a multi-channel input is scored on its reference channel, W of the first microphone
+    mics = results.get("config", {}).get("mics")
+    noisy = "noisy input" + (f" (W of mic {mics[0]})" if mics else "")
+    for name, label, params, gflops in (("noisy", noisy, "", ""),
                                         ("teacher", "teacher", f"{cx['teacher_params']:,}",
                                          f"{cx['teacher_gflops']:.2f}")):
         row = results["rows"][name]
@@ -452,6 +455,19 @@ def write_report(results: dict, folder: str | Path, stem: str = "results") -> di
     return paths
 
 
+def check_shippable(cfg: ExperimentConfig) -> None:
+    """Refuse to ship a multi-channel experiment (``mics`` set): its report would replace the
+    single-channel one in ``pretrained/results`` (one :data:`SHIPPED_NAME`), which notebooks 05
+    and 08 read; it stays in its experiment folder (``make reproduce-mc``).
+
+    Notebook: 07_multichannel.ipynb
+    """
+    if cfg.mics is not None:
+        raise ValueError(f"the experiment on mics {cfg.mics!r} is not shipped: its report would "
+                         f"replace the single-channel {SHIPPED_NAME} report that notebooks 05 "
+                         f"and 08 read; it stays in {cfg.out}")
+
+
 def ship(results: dict, progress: bool = True) -> dict[str, Path]:
     """Export the best seed of each KD method and the report into the package.
 
@@ -466,6 +482,7 @@ def ship(results: dict, progress: bool = True) -> dict[str, Path]:
     from .clips import write_clip_scores
 
     cfg = ExperimentConfig.from_dict(results["config"])
+    check_shippable(cfg)
     shipped = {}
     for method, entry in results["methods"].items():
         if method == "none":

@@ -43,17 +43,18 @@ def _test_scores(model_file: Path, cache: Path, cfg: ExperimentConfig, progress:
     """Test-split scores of a model file, ``{"summary", "records"}`` of :func:`evaluate`,
     cached next to it (keyed by the file's hash)."""
     from ..checkpoint import load_model
-    from ..data import open_corpus
     from ..metrics import evaluate
 
     digest = sha256_file(model_file)
-    key = {"model_sha256": digest, "data": str(cfg.data), "test_clips": cfg.test_clips}
+    # (mics only when set: the caches of single-channel experiments stay valid)
+    key = {"model_sha256": digest, "data": str(cfg.data), "test_clips": cfg.test_clips,
+           **cfg.corpus_options()}
     if cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
             return {"summary": stored["summary"], "records": stored["records"]}
     model = load_model(model_file)
-    report = evaluate(model.enhance, open_corpus(cfg.data, "test"), max_clips=cfg.test_clips,
+    report = evaluate(model.enhance, cfg.open_split("test"), max_clips=cfg.test_clips,
                       progress=progress)
     atomic_write_bytes(cache, (json.dumps({"key": key, "summary": report["summary"],
                                            "records": report["records"]}, indent=1) + "\n"
@@ -240,9 +241,7 @@ def paired_verdicts(paired: dict, level: str = "seed") -> dict[str, dict[str, li
 def _test_clip_groups(cfg: ExperimentConfig, field: str) -> dict[str, str] | None:
     """``{clip name: label}`` of the test split for a field its corpus logs (e.g. ``noise``);
     ``None`` when the corpus does not log it."""
-    from ..data import open_corpus
-
-    test = open_corpus(cfg.data, "test")
+    test = cfg.open_split("test")
     labels = {}
     for i in range(len(test)):
         info = test.info(i)
@@ -318,9 +317,9 @@ def calibration_probe(cfg: ExperimentConfig):
 
     Notebook: 05_distillation.ipynb
     """
-    from ..data import make_loader, open_corpus
+    from ..data import make_loader
 
-    loader = make_loader(open_corpus(cfg.data, "valid"), batch_size=cfg.train.batch_size,
+    loader = make_loader(cfg.open_split("valid"), batch_size=cfg.train.batch_size,
                          segment_seconds=cfg.train.segment_seconds, seed=0)
     return next(iter(loader))[0]
 

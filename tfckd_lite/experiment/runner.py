@@ -227,8 +227,10 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None 
 
     Notebook: 05_distillation.ipynb
 
-    The steps are described in :mod:`tfckd_lite.experiment`. The folder's teacher, data and
-    budget are checked first (:func:`check_experiment_folder`).
+    The steps are described in :mod:`tfckd_lite.experiment`. The teacher's and the student's
+    microphone channels against the corpus's
+    (:meth:`~tfckd_lite.experiment.config.ExperimentConfig.check_microphones`), then the folder's
+    teacher, data and budget are checked first (:func:`check_experiment_folder`).
     Two ways to give it a wall-clock budget (:func:`train_runs`), after which it returns
     ``None`` if runs remain (call again to resume):
 
@@ -246,6 +248,7 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None 
                          "then), not both")
     deadline = None if hours is None else time.time() + hours * 3600
     stop_at = None if stop_after is None else time.time() + stop_after * 3600
+    cfg.check_microphones()             # before the folder is recorded or any run starts
     check_experiment_folder(cfg)
     # the plan grows as runs finish (λ-grid steps, then each method's other seeds)
     if not train_runs(lambda: planned_runs(cfg), cfg, progress, deadline, stop_at):

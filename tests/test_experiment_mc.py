@@ -1,0 +1,203 @@
+"""The distillation experiment on the simulated multi-channel set (``reproduce --mics``)."""
+
+import dataclasses
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from tfckd_lite import experiment
+from tfckd_lite.checkpoint import read_model_description, save_model
+from tfckd_lite.cli import build_parser
+from tfckd_lite.experiment import ExperimentConfig, MicrophoneMismatchError, Run
+from tfckd_lite.experiment.cli import config_from_args
+from tfckd_lite.models import DPDCRN
+from tfckd_lite.run_folder import RunFolder
+from tiny_models import TEACHER, TEACHER_SEED
+
+
+def _tiny_teacher_file(folder: Path, in_channels: int) -> Path:
+    """The tiny teacher of tests/tiny_models.py with ``in_channels`` microphones, as a file."""
+    torch.manual_seed(TEACHER_SEED)
+    model = DPDCRN(dataclasses.replace(TEACHER, in_channels=in_channels))
+    return save_model(folder / f"tiny-teacher-{in_channels}ch.safetensors", model,
+                      preset=f"tiny-teacher-{in_channels}ch")
+
+
+def mc_config(root, out, teacher, **overrides) -> ExperimentConfig:
+    """2 methods x 1 seed, one λ, microphone A, the tiniest budget."""
+    settings = dict(data=str(root), out=str(out), teacher=str(teacher),
+                    student="lite-student-mc4", mics="A", methods=("none", "frame-similarity"),
+                    seeds=(0,), kd_weights=(1.0,), grid_extensions=0, test_clips=2)
+    settings.update(overrides)
+    return ExperimentConfig(**settings).with_training(
+        epochs=1, steps_per_epoch=2, batch_size=2, segment_seconds=0.5, warmup_steps=1,
+        valid_clips=2)
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("teachers")
+    return {n: _tiny_teacher_file(folder, n) for n in (1, 4)}
+
+
+@pytest.fixture(scope="module")
+def mc_finished(mc_mini, teachers, tmp_path_factory):
+    torch.set_num_threads(1)
+    cfg = mc_config(mc_mini, tmp_path_factory.mktemp("mc-experiment"), teachers[4])
+    return cfg, experiment.reproduce(cfg, progress=False)
+
+
+def test_every_run_trains_and_is_scored_on_the_chosen_microphones(mc_finished):
+    cfg, results = mc_finished
+    assert sorted((r["method"], r["seed"]) for r in results["runs"]) == \
+        [("frame-similarity", 0), ("none", 0)]
+    for run in results["runs"]:
+        folder = RunFolder(run["folder"])
+        described = read_model_description(folder.best)
+        assert described["config"]["in_channels"] == 4
+        assert "--mics A" in described["command"]
+        # the test scores were computed with these microphones (and cached under them)
+        assert json.loads(folder.test_scores.read_text())["key"]["mics"] == "A"
+    teacher_cache = json.loads((Path(cfg.out) / experiment.TEACHER_SCORES_FILE).read_text())
+    assert teacher_cache["key"]["mics"] == "A"
+    # the runs' command lines carry the microphones too
+    for run in (Run("none", None, 0), Run("frame-similarity", 1.0, 0)):
+        argv = run.argv(cfg)
+        assert argv[argv.index("--mics") + 1] == "A"
+
+
+def test_the_record_the_report_and_the_command_name_the_microphones(mc_finished):
+    cfg, results = mc_finished
+    record = json.loads((Path(cfg.out) / experiment.RECORD_FILE).read_text())
+    assert record["config"]["mics"] == "A"
+    assert results["config"]["mics"] == "A"
+    assert "--mics A" in results["command"]
+    for path in results["report"].values():
+        assert Path(path).is_file()
+    assert "| noisy input (W of mic A) |" in experiment.results_markdown(results)
+    # the unprocessed row is W of microphone A, as evaluate scores the mixture's channel 0
+    noisy = results["rows"]["noisy"]["pesq_wb"]["mean"]
+    first = json.loads(RunFolder(results["runs"][0]["folder"]).test_scores.read_text())
+    assert noisy == first["summary"]["input_pesq_wb"]
+
+
+def test_a_multichannel_experiment_is_not_shipped_over_the_single_channel_one(mc_finished,
+                                                                               monkeypatch):
+    cfg, results = mc_finished
+    written = []
+    monkeypatch.setattr(experiment.report, "write_report", lambda *a, **k: written.append(a))
+    with pytest.raises(ValueError, match="is not shipped"):
+        experiment.ship(results)
+    assert not written
+    # the command line refuses --ship before training anything
+    args = build_parser().parse_args(shlex.split(experiment.reproduce_command(cfg))[3:]
+                                     + ["--ship"])
+    monkeypatch.setattr(experiment.cli, "reproduce", lambda *a, **k: written.append("trained"))
+    with pytest.raises(ValueError, match="is not shipped"):
+        args.func(args)
+    assert not written
+
+
+def test_a_resume_with_other_microphones_is_refused(mc_finished):
+    cfg, _ = mc_finished
+    # mic B has 4 channels too: the models would accept it, the folder must not
+    with pytest.raises(experiment.ExperimentMismatchError, match=r"mics: 'A' -> 'B'"):
+        experiment.reproduce(dataclasses.replace(cfg, mics="B"), progress=False)
+
+
+def test_a_record_without_mics_compares_as_single_channel(mc_finished, tmp_path):
+    cfg, _ = mc_finished
+    record = json.loads((Path(cfg.out) / experiment.RECORD_FILE).read_text())
+    del record["config"]["mics"]             # a folder recorded before the setting existed
+    record["config"]["out"] = str(tmp_path)
+    (tmp_path / experiment.RECORD_FILE).write_text(json.dumps(record))
+    older = dataclasses.replace(cfg, out=str(tmp_path))
+    with pytest.raises(experiment.ExperimentMismatchError, match=r"mics: None -> 'A'"):
+        experiment.check_experiment_folder(older)
+    experiment.check_experiment_folder(dataclasses.replace(older, mics=None))
+
+
+@pytest.mark.parametrize("teacher_channels, change, message", [
+    (4, dict(student="lite-student-mc8"), r"student preset lite-student-mc8 takes 8 .* gives 4"),
+    (4, dict(mics="AB"), r"teacher .* takes 4 .* gives 8"),
+    (1, {}, r"teacher .* takes 1 .* gives 4"),
+])
+def test_a_channel_mismatch_is_refused_before_any_training(mc_mini, teachers, tmp_path,
+                                                          teacher_channels, change, message):
+    cfg = mc_config(mc_mini, tmp_path / "out", teachers[teacher_channels], **change)
+    with pytest.raises(MicrophoneMismatchError, match=message):
+        experiment.reproduce(cfg, progress=False)
+    assert not (tmp_path / "out").exists()           # nothing recorded, nothing trained
+
+
+def test_mics_on_a_single_channel_corpus_is_refused(mini, teachers, tmp_path):
+    cfg = mc_config(mini, tmp_path / "out", teachers[1], student="lite-student")
+    with pytest.raises(MicrophoneMismatchError, match="leave mics out"):
+        cfg.check_microphones()
+    # a single-channel preset takes the corpus's channels, as `train` builds it
+    assert dataclasses.replace(cfg, mics=None).check_microphones() == 1
+
+
+def test_mics_are_a_known_selection():
+    with pytest.raises(ValueError, match="mics must be one of"):
+        ExperimentConfig(data="d", out="o", mics="C")
+
+
+def test_reproduce_mics_parses_back_into_the_same_config(tmp_path):
+    cfg = mc_config(tmp_path, tmp_path / "out", "t.safetensors", mics="AB")
+    argv = shlex.split(experiment.reproduce_command(cfg))[3:]
+    assert argv[:1] == ["reproduce"] and "--mics" in argv
+    assert config_from_args(build_parser().parse_args(argv)) == dataclasses.replace(
+        cfg, jobs=1)
+
+
+def _makefile_mc_config() -> ExperimentConfig:
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    makefile = makefile.replace("\\\n", " ")
+    argv = shlex.split(re.search(r"REPRODUCE_MC_ARGS := (.*)", makefile).group(1))
+    return config_from_args(build_parser().parse_args(["reproduce", *argv]))
+
+
+def test_make_reproduce_mc_tunes_the_leading_methods_on_microphone_a():
+    cfg = _makefile_mc_config()
+    assert (cfg.data, cfg.out, cfg.mics) == ("data/generated/mc-small",
+                                             "experiments/distillation-mc-small", "A")
+    assert (cfg.teacher, cfg.student) == ("lite-teacher-mc4", "lite-student-mc4")
+    assert cfg.methods == ("none", "frame-similarity", "tfckd") and cfg.seeds == (0, 1, 2)
+    assert cfg.jobs == 2 and cfg.train == experiment.default_training()
+    # the same protocol as the single-channel experiment: each KD method's own grid, tuned with
+    # seed 0 on validation; no ablation among the methods, so every grid is known at once
+    runs = experiment.planned_runs(cfg)
+    assert [(r.method, r.seed) for r in runs if r.method == "none"] == [("none", s)
+                                                                         for s in (0, 1, 2)]
+    for method in ("frame-similarity", "tfckd"):
+        assert [r.kd_weight for r in runs if r.method == method] == \
+            list(experiment.TUNING_GRIDS[method])
+        assert {r.seed for r in runs if r.method == method} == {0}
+
+
+def test_the_mc_experiment_folder_keeps_what_a_fresh_clone_resumes_from_and_its_report():
+    """As for ``make reproduce``'s folder, but the report is kept: nothing ships it."""
+    import subprocess
+
+    from tfckd_lite.run_folder import RunFolder as R
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    cfg = _makefile_mc_config()
+    run = f"{cfg.out}/runs/{{}}/lam-1/seed-0/{{}}"
+    paths = {run.format(m, f): (f in (R.BEST, R.HISTORY, R.TEST_SCORES)
+                                or (f == R.BEST_EXTRAS and m in experiment.SHIPPED_EXTRAS))
+             for m in cfg.methods for f in (R.BEST, R.HISTORY, R.TEST_SCORES, R.BEST_EXTRAS,
+                                            R.STATE, R.LOG, R.LOCK)}
+    paths.update({f"{cfg.out}/{name}": True for name in (
+        experiment.TEACHER_SCORES_FILE, experiment.RECORD_FILE, "results.json", "results.md",
+        "results.png")})
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root,
+                             capture_output=True, text=True).stdout.split()
+    assert {p for p, kept in paths.items() if not kept} == set(ignored)
