@@ -99,3 +99,23 @@ def test_run_training_trains_in_process_and_records_its_command(mini, tmp_path):
     with pytest.raises(ValueError, match="cannot be written on a command line"):
         training_argv(config, **RUN, method="output", teacher="t", method_options={
             "output_loss": print})
+
+
+def test_one_channel_of_a_multichannel_set_trains_and_scores_a_single_channel_model(
+        mc_mini, tmp_path, capsys):
+    from tfckd_lite import cli
+
+    config = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2, segment_seconds=0.25,
+                         warmup_steps=1, valid_clips=1, device="cpu")
+    argv = training_argv(config, preset="lite-student", data=mc_mini, out=tmp_path / "w",
+                         mics="A", channel=0)
+    assert argv[-4:] == ["--mics", "A", "--channel", "0"]
+    assert cli.main(argv) == 0
+    best = tmp_path / "w" / RunFolder.BEST
+    assert read_model_description(best)["config"]["in_channels"] == 1     # W alone: mono
+    assert cli.main(["evaluate", "--model", str(best), "--data", str(mc_mini), "--mics", "A",
+                     "--channel", "0", "--max-clips", "2"]) == 0
+    assert "pesq_wb" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="channel must be 0 or more"):
+        run_training(config, preset="lite-student", data=mc_mini, out=tmp_path / "x", mics="A",
+                     channel=-1)

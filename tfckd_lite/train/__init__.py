@@ -52,9 +52,10 @@ commands).
 from .config import TrainConfig, add_config_arguments, config_argv, config_from_args, flag_text
 from .engine import (SupervisedTask, TrainResult, fit, gradient_summary, learning_rate,
                      train_steps, validate)
-from .runs import microphones, run_training, training_argv
+from .runs import corpus_options, microphones, run_training, training_argv
 from .cli import register
 
 __all__ = ["TrainConfig", "add_config_arguments", "config_argv", "config_from_args", "flag_text",
            "SupervisedTask", "TrainResult", "fit", "gradient_summary", "learning_rate",
-           "train_steps", "validate", "microphones", "run_training", "training_argv", "register"]
+           "train_steps", "validate", "corpus_options", "microphones", "run_training",
+           "training_argv", "register"]

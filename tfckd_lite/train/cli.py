@@ -8,7 +8,7 @@ from __future__ import annotations
 from .. import distributed
 from ..devices import resolve_device
 from .config import add_config_arguments, config_from_args
-from .runs import _usage_error, run_training
+from .runs import _usage_error, corpus_options, run_training
 
 
 def register(subparsers) -> None:
@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run folder (resumed if it holds a state)")
     p.add_argument("--mics", default=None, choices=("A", "B", "AB"),
                    help="L3DAS23 only: microphone A (4 channels, the default), B, or both (8)")
+    p.add_argument("--channel", type=int, default=None,
+                   help="L3DAS23 only: train on this one channel of --mics (0 = W of mic A: a "
+                        "single-channel model of the multi-channel set)")
     recipe = p.add_argument_group("recipes (tfckd_lite/recipes; `python -m tfckd_lite recipes`)")
     recipe.add_argument("--recipe", default=None, metavar="SETTING:STAGE",
                         help="take every value of a paper-scale recipe, e.g. "
@@ -60,6 +63,10 @@ def register(subparsers) -> None:
                    help="a .safetensors model file, a shipped model name, or 'noisy'")
     p.add_argument("--data", required=True, help="corpus root")
     p.add_argument("--split", default="test")
+    p.add_argument("--mics", default=None, choices=("A", "B", "AB"),
+                   help="L3DAS23 only: microphone A (the default), B, or both")
+    p.add_argument("--channel", type=int, default=None,
+                   help="L3DAS23 only: score on this one channel of --mics (0 = W of mic A)")
     p.add_argument("--max-clips", type=int, default=None)
     p.add_argument("--json", default=None, help="write per-clip scores and summary here")
     p.add_argument("--by", action="append", default=[], metavar="FIELD",
@@ -142,6 +149,7 @@ def _train_command(args) -> int:
     result = run_training(config, preset=args.preset, data=args.data, out=args.out,
                           method=args.method, teacher=args.teacher, kd_weight=args.kd_weight,
                           method_options=options, resume=not args.no_resume, mics=args.mics,
+                          channel=args.channel,
                           command="python -m tfckd_lite " + shlex.join(getattr(args, "argv", sys.argv[1:])))
     if distributed.launched_rank() == 0:
         print(f"best epoch {result.best_metrics['epoch']}: {result.best_path}")
@@ -173,7 +181,7 @@ def _evaluate_command(args) -> int:
     from ..metrics import evaluate, format_breakdown, summary_by
 
     device = resolve_device(args.device)       # "cuda" without one: refused before any work
-    dataset = open_corpus(args.data, args.split)
+    dataset = open_corpus(args.data, args.split, **corpus_options(args.mics, args.channel))
     if args.model == "noisy":
         enhance = None
     else:

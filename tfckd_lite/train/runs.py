@@ -27,7 +27,7 @@ def _method_option_text(key: str, value) -> str:
 def training_argv(config: TrainConfig, *, preset: str, data, out, method: str = "none",
                   teacher: str | None = None, kd_weight: float | None = None,
                   method_options: dict | None = None, resume: bool = True,
-                  mics: str | None = None) -> list[str]:
+                  mics: str | None = None, channel: int | None = None) -> list[str]:
     """Arguments of ``python -m tfckd_lite`` that train the same run as :func:`run_training`
     with the same arguments.
 
@@ -46,6 +46,8 @@ def training_argv(config: TrainConfig, *, preset: str, data, out, method: str = 
         argv += ["--method-option", _method_option_text(key, value)]
     if mics is not None:
         argv += ["--mics", mics]
+    if channel is not None:
+        argv += ["--channel", str(channel)]
     if not resume:
         argv.append("--no-resume")
     return argv
@@ -55,7 +57,7 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
                  teacher: str | None = None, kd_weight: float | None = None,
                  method_options: dict | None = None, resume: bool = True,
                  progress: bool = True, command: str | None = None,
-                 mics: str | None = None) -> TrainResult:
+                 mics: str | None = None, channel: int | None = None) -> TrainResult:
     """Train (or resume) one run into the folder ``out``: ``python -m tfckd_lite train``
     from Python.
 
@@ -68,7 +70,9 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
     size ``config.batch_size`` and ``config.segment_frames`` frames (the calibration blocks'
     fixed shape), λ ``kd_weight`` (``None``: the method's default) and ``method_options``.
     The network takes as many microphones as the corpus has (``in_channels``: 1 for the
-    reduced set, VoiceBank and DNS; 4 or 8 for L3DAS23 with ``mics`` ``"A"`` or ``"AB"``).
+    reduced set, VoiceBank and DNS; 4 or 8 for L3DAS23 with ``mics`` ``"A"`` or ``"AB"``;
+    1 with ``channel`` N, which keeps channel N of them: ``mics="A", channel=0`` is the W
+    channel alone, the single-channel baseline of the multi-channel setting, notebook 07).
     :func:`fit` trains on the ``train`` split of ``data`` and validates on ``valid``; the best
     model's description records the preset, the method, ``command`` (by default the
     equivalent :func:`training_argv` command line), the data manifest's sha256 and, for a
@@ -93,8 +97,9 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
     if command is None:
         command = "python -m tfckd_lite " + shlex.join(training_argv(
             config, preset=preset, data=data, out=out, method=method, teacher=teacher,
-            kd_weight=kd_weight, method_options=options, resume=resume, mics=mics))
-    corpus = {} if mics is None else {"mics": mics}
+            kd_weight=kd_weight, method_options=options, resume=resume, mics=mics,
+            channel=channel))
+    corpus = corpus_options(mics, channel)
     train_set, valid_set = open_corpus(data, "train", **corpus), open_corpus(data, "valid", **corpus)
     torch.manual_seed(config.seed)
     model = build_model(preset, in_channels=microphones(train_set))
@@ -113,6 +118,18 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
     description["data_manifest_sha256"] = manifest_sha256(data)
     return fit(task, train_set, valid_set, out, config, resume=resume, description=description,
                progress=progress)
+
+
+def corpus_options(mics: str | None, channel: int | None) -> dict:
+    """The :func:`~tfckd_lite.data.open_corpus` options of ``--mics`` and ``--channel``
+    (L3DAS23 layout only; ``channel`` picks one channel of the microphones, a mono view).
+
+    Notebook: 07_multichannel.ipynb
+    """
+    if channel is not None and channel < 0:
+        raise ValueError(f"channel must be 0 or more, got {channel}")
+    return {**({} if mics is None else {"mics": mics}),
+            **({} if channel is None else {"channels": int(channel)})}
 
 
 def microphones(dataset) -> int:
