@@ -114,16 +114,20 @@ def default_systems(names: Sequence[str] | None = None) -> list[str]:
 
     From ``names`` (default: ``tfckd_lite.pretrained.available()``): ``lite-teacher``, then
     ``lite-student`` (the student trained alone), then every distilled student
-    ``lite-student-<method>`` in name order. Whatever subset exists is returned; other models
-    are left out.
+    ``lite-student-<method>`` (a method of :data:`tfckd_lite.distill.METHODS`) in name order.
+    Whatever subset exists is returned; other models (the multi-channel ``lite-student-mc4``,
+    which cannot enhance a single-channel clip) are left out.
     """
+    from ..distill import METHODS
+
     if names is None:
         from .. import pretrained
 
         names = pretrained.available()
     names = list(names)
     fixed = [n for n in ("lite-teacher", "lite-student") if n in names]
-    distilled = sorted(n for n in names if n.startswith("lite-student-"))
+    distilled = sorted(n for n in names if n.startswith("lite-student-")
+                       and n.removeprefix("lite-student-") in METHODS)
     return fixed + distilled
 
 
