@@ -58,12 +58,13 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "dry target and what reverberation costs, the 8-plane input and the mask on the "
                   "reference channel, distillation mechanics on multi-channel networks, the "
                   "L3DAS23 metric from transcripts, how the simulation differs from L3DAS23",
-                  "35 s"),
+                  "6 s"),
     NotebookEntry("08_judging_methods.ipynb", "Judging methods fairly",
                   "on the shipped experiment's runs: the variance of a difference from seeds and "
                   "from clips, what a clip-level bootstrap answers and what it does not, paired "
                   "tests across seeds, the seeds a difference needs (power), choosing λ on "
-                  "validation and the winner's curse", "6 s"),
+                  "validation and the winner's curse, a MUSHRA-style listening test beside PESQ-WB",
+                  "4 s"),
 ]
 
 # Topics that later notebooks will cover (listed by the overview, without links).
