@@ -23,7 +23,27 @@ from .figure import _all_axes, audio_players_html, plot_comparison, weight_views
 NO_SYSTEM_MESSAGE = "tick at least one system to draw"
 
 
-class CompareWidget:
+class QuietControls:
+    """A widget whose callbacks ignore the changes it makes itself: inside
+    ``with self._programmatic():`` ``self._updating`` is true, and each callback checks it
+    (one redraw afterwards, not one per control). Used by :class:`CompareWidget` and
+    :class:`~tfckd_lite.listening.ListeningWidget`.
+
+    Notebook: 06_compare_spectrograms.ipynb
+    """
+
+    _updating = False
+
+    @contextlib.contextmanager
+    def _programmatic(self):
+        self._updating = True
+        try:
+            yield
+        finally:
+            self._updating = False
+
+
+class CompareWidget(QuietControls):
     """Interactive comparison of enhancers on one clip (ipywidgets; works with the inline backend).
 
     Notebook: 06_compare_spectrograms.ipynb
@@ -235,15 +255,6 @@ class CompareWidget:
         self._display()
 
     # ----------------------------------------------------------------------- helpers
-    @contextlib.contextmanager
-    def _programmatic(self):
-        """Change controls without their callbacks firing (one redraw afterwards, not many)."""
-        self._updating = True
-        try:
-            yield
-        finally:
-            self._updating = False
-
     def _all_controls(self) -> list:
         c = self.controls
         return [c["clip"], c["path"], c["load"], c["time_range"], c["difference"], c["weights"],

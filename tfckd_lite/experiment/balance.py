@@ -51,9 +51,9 @@ def _ratio(method: str, data: str, mics: str | None, teacher: str, student: str,
     from ..distill import build_distiller
     from ..losses import compressed_spectral_loss
     from ..models import build_model
-    from ..train import microphones
+    from ..train import corpus_options, microphones
 
-    train_set = open_corpus(data, "train", **({} if mics is None else {"mics": mics}))
+    train_set = open_corpus(data, "train", **corpus_options(mics, None))
     torch.manual_seed(seed)                     # as run_training initialises the student
     model = build_model(student, in_channels=microphones(train_set))
     batches = make_loader(train_set, batch_size=batch_size, segment_seconds=segment_seconds,

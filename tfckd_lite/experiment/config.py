@@ -170,7 +170,9 @@ class ExperimentConfig:
 
         Notebook: 07_multichannel.ipynb
         """
-        return {} if self.mics is None else {"mics": self.mics}
+        from ..train import corpus_options
+
+        return corpus_options(self.mics, None)
 
     def open_split(self, split: str):
         """Split ``split`` of the experiment's corpus as its runs see it (``mics`` applied).

@@ -6,10 +6,10 @@ Notebook: 08_judging_methods.ipynb
 
 from __future__ import annotations
 
-import contextlib
 import html
 from typing import Mapping, Sequence
 
+from ..compare.widget import QuietControls
 from ..data.display import audio_player_html
 from .design import DEFAULT_SYSTEMS, OPEN_REFERENCE_LABEL, ListeningTest, design_test
 from .ratings import RatingsFile, check_rating
@@ -18,7 +18,7 @@ from .signals import trial_signals
 NAME_FIRST = "type your name and press Enter to start (or to resume where you stopped)"
 
 
-class ListeningWidget:
+class ListeningWidget(QuietControls):
     """A MUSHRA listening test in a notebook (ipywidgets).
 
     Notebook: 08_judging_methods.ipynb
@@ -178,14 +178,6 @@ class ListeningWidget:
         return self.ui._repr_mimebundle_(**kwargs)
 
     # ----------------------------------------------------------------------- helpers
-    @contextlib.contextmanager
-    def _programmatic(self):
-        self._updating = True
-        try:
-            yield
-        finally:
-            self._updating = False
-
     def _on_slider(self, label: str, value: int) -> None:
         if not self._updating and self.trial is not None:
             self.moved.add(label)
