@@ -10,7 +10,7 @@ import torch
 from tfckd_lite import channels, cli, scenes
 from tfckd_lite.checkpoint import save_model
 from tfckd_lite.data import manifest_sha256
-from tfckd_lite.data.builder_mc import MC_PROFILES
+from tfckd_lite.data.builder_mc import MC_PROFILES, scene_table
 from tfckd_lite.files import sha256_file
 from tfckd_lite.models import DPDCRN
 from tiny_models import STUDENT
@@ -69,7 +69,14 @@ def test_every_row_scored_the_same_clips_and_the_tables_are_theirs(mc_mini, resu
     for row, records in results["records"].items():
         assert results["tables"][row] == scenes.scores_by_band(records, bands)
     first = next(iter(results["records"].values()))
-    assert results["tables"][scenes.UNPROCESSED] == scenes.scores_by_band(first, bands, prefix="input_")
+    assert results["tables"][scenes.UNPROCESSED] == scenes.scores_by_band(first, bands,
+                                                                          prefix="input_")
+    # each scored clip's scene, so that the file is read again without the data
+    table = scene_table(mc_mini)
+    assert list(results["scenes"]) == list(results["bands"]) == names[0]
+    for name in names[0]:
+        assert results["scenes"][name] == {"rt60": table[name]["rt60"], "snr": table[name]["snr"]}
+        assert results["bands"][name] == bands[name]
 
 
 def test_the_paired_differences_are_those_of_the_records(mc_mini, results):

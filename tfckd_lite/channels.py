@@ -91,10 +91,13 @@ def channel_comparison(multi: str, monos, data, split: str = "test", mics: str =
     ``data`` and ``data_manifest_sha256``, ``max_clips`` and ``clips`` (the scenes scored),
     ``models`` (``{name: {"shipped", "sha256", "preset", "in_channels", "command"}}``: whether
     the name is a shipped model's, the weights' sha256, and the model's training command)
-    and ``paired``: :func:`tfckd_lite.experiment.paired_comparison` with ``multi`` as the
-    reference, over all clips and per band (``entry["by"][field][band]``).
+    ``scenes`` (each scored clip's target RT60 in s and planned SNR in dB) and ``bands``
+    (its bands, :func:`~tfckd_lite.scenes.scene_bands`), so that the file can be re-read
+    without the data, and ``paired``: :func:`tfckd_lite.experiment.paired_comparison` with
+    ``multi`` as the reference, over all clips and per band (``entry["by"][field][band]``).
     """
     from .data import manifest_sha256
+    from .data.builder_mc import scene_table
 
     monos = [str(m) for m in ([monos] if isinstance(monos, (str, Path)) else monos)]
     if not monos:
@@ -107,14 +110,18 @@ def channel_comparison(multi: str, monos, data, split: str = "test", mics: str =
     clips = [r["name"] for r in records[names[0]]]
     if not clips:
         raise ValueError(f"split {split!r} of {data} has no scenes to compare")
+    bands = scene_bands(data)
     band_order = {field: list(compared["tables"][names[0]][field]) for field in BAND_FIELDS}
-    paired = _paired(records, names[0], scene_bands(data), band_order, confidence, resamples)
+    paired = _paired(records, names[0], bands, band_order, confidence, resamples)
+    logged = scene_table(data)
     return {"command": command or "python -m tfckd_lite " + shlex.join(
                 channels_argv(multi, monos, data, split, mics, max_clips)),
             "data": str(data), "data_manifest_sha256": manifest_sha256(data), "split": split,
             "mics": mics, "max_clips": max_clips, "clips": len(clips), "models": models,
             "rows": compared["rows"], "tables": compared["tables"], "records": records,
-            "paired": paired}
+            "scenes": {name: {field: logged[name][field] for field in BAND_FIELDS}
+                       for name in clips},
+            "bands": {name: bands[name] for name in clips}, "paired": paired}
 
 
 def _paired(records: dict, reference: str, bands: dict, band_order: dict, confidence: float,
