@@ -17,7 +17,7 @@ two trained models*, not whether another training seed would.
 
 :func:`write_channels` writes the JSON (the per-band tables, every model row's per-clip records,
 the paired comparison) and :func:`channels_results_markdown` next to it, atomically;
-:func:`shipped_channels` reads the committed file (``make channels``).
+:func:`read_channels` reads the committed file (``make channels``).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def channel_comparison(multi: str, monos, data, split: str = "test", mics: str =
     any of them), with ``command`` (by default the :func:`channels_argv` command line),
     ``data`` and ``data_manifest_sha256``, ``max_clips`` and ``clips`` (the scenes scored),
     ``models`` (``{name: {"shipped", "sha256", "preset", "in_channels", "command"}}``: whether
-    the name is a shipped model's, the weights' sha256, and the model's training command)
+    the name is a shipped model's, the weights' sha256, and the model's training command),
     ``scenes`` (each scored clip's target RT60 in s and planned SNR in dB) and ``bands``
     (its bands, :func:`~tfckd_lite.scenes.scene_bands`), so that the file can be re-read
     without the data, and ``paired``: :func:`tfckd_lite.experiment.paired_comparison` with
@@ -120,7 +120,7 @@ def channel_comparison(multi: str, monos, data, split: str = "test", mics: str =
             "mics": mics, "max_clips": max_clips, "clips": len(clips), "models": models,
             "rows": compared["rows"], "tables": compared["tables"], "records": records,
             "scenes": {name: {field: logged[name][field] for field in BAND_FIELDS}
-                       for name in clips},
+                       for name in clips},           # the manifest's "rt60" (s), "snr" (dB)
             "bands": {name: bands[name] for name in clips}, "paired": paired}
 
 
