@@ -13,7 +13,7 @@ export IPYTHONDIR          := $(abspath $(VENV))/etc/ipython
 export MPLCONFIGDIR        := $(abspath $(VENV))/etc/matplotlib
 PYTEST_NOTEBOOKS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup lab test unit notebooks bench clean help system-deps browser-deps data data-mc pretrained pretrained-mc assignments reproduce reproduce-status reproduce-stage \
+.PHONY: setup lab test unit notebooks bench clean help system-deps browser-deps data data-mc pretrained pretrained-mc channels assignments reproduce reproduce-status reproduce-stage \
 	reproduce-mc reproduce-mc-status reproduce-mc-stage
 
 help:
@@ -23,7 +23,8 @@ help:
 	@echo "make data   - build the 'small' reduced dataset in data/generated/small"
 	@echo "make data-mc - build 'mc-small', the simulated multi-channel L3DAS23, in data/generated/mc-small"
 	@echo "make pretrained - retrain and export the shipped lite teacher and student (~2.5 h)"
-	@echo "make pretrained-mc - train and export the 4-channel lite teacher and student on mc-small"
+	@echo "make pretrained-mc - train and export the 4-channel lite teacher and student, and the W-only lite-teacher-w, on mc-small"
+	@echo "make channels - lite-teacher-mc4 against lite-teacher-w and lite-teacher given W only, on mc-small's test scenes (needs make pretrained-mc)"
 	@echo "make reproduce - every distillation method x 3 seeds on 'small'; ships the results (GPU: minutes, CPU: many hours)"
 	@echo "make reproduce-status - how far 'make reproduce' has got, and the time left"
 	@echo "make reproduce-stage - git add the experiment's finished runs and the resume files of runs in progress"
@@ -98,27 +99,46 @@ data-mc: setup
 # The shipped lite models (tfckd_lite/pretrained/), exactly as they were made: the teacher
 # (20 epochs) and the student baseline (6 epochs, the budget of the distillation experiment)
 # train side by side on one thread each (about 2.5 h on 2 cores; an interrupted run resumes),
-# then each best epoch is scored on the test split and exported.
-# $(call train-and-export,TEACHER,STUDENT,DATA,EXTRA TRAIN FLAGS)
+# then each best epoch is scored on the test split and exported (on the view of the corpus the
+# run was trained on: export reads --mics/--channel from the run's recorded command).
+# $(call train-run,NAME,PRESET,EPOCHS,DATA,EXTRA TRAIN FLAGS): one single-threaded run into
+# runs/NAME, its output in runs/NAME.log
+train-run = OMP_NUM_THREADS=1 $(PY) -m tfckd_lite train --preset $(2) --out runs/$(1) \
+	--epochs $(3) --data $(4) --valid-clips 100 --checkpoint-every 50 $(5) > runs/$(1).log 2>&1
+# $(call train-and-export,TEACHER,STUDENT,DATA,EXTRA TRAIN FLAGS[,AFTER,AFTER PRESET,AFTER FLAGS])
+# AFTER (optional): a third 20-epoch run, NAME AFTER of preset AFTER PRESET with AFTER FLAGS,
+# started on the student's thread once the student has finished, so that two runs at most
+# share the two cores (a third in parallel would only slow the other two)
 define train-and-export
 	@mkdir -p runs; set -e; \
-	OMP_NUM_THREADS=1 $(PY) -m tfckd_lite train --preset $(1) --out runs/$(1) --epochs 20 \
-	  --data $(3) --valid-clips 100 --checkpoint-every 50 $(4) > runs/$(1).log 2>&1 & teacher=$$!; \
-	OMP_NUM_THREADS=1 $(PY) -m tfckd_lite train --preset $(2) --out runs/$(2) --epochs 6 \
-	  --data $(3) --valid-clips 100 --checkpoint-every 50 $(4) > runs/$(2).log 2>&1 & student=$$!; \
-	echo "training $(1) and $(2) (logs in runs/*.log)"; \
+	$(call train-run,$(1),$(1),20,$(3),$(4)) & teacher=$$!; \
+	( $(call train-run,$(2),$(2),6,$(3),$(4)) \
+	  $(if $(5),&& $(call train-run,$(5),$(6),20,$(3),$(7))) ) & student=$$!; \
+	echo "training $(1) and $(2)$(if $(5), then $(5)) (logs in runs/*.log)"; \
 	wait $$teacher; wait $$student
 	$(PY) -m tfckd_lite export --run runs/$(1) --name $(1) --data $(3)
 	$(PY) -m tfckd_lite export --run runs/$(2) --name $(2) --data $(3)
+	$(if $(5),$(PY) -m tfckd_lite export --run runs/$(5) --name $(5) --data $(3))
 endef
 
 pretrained: data
 	$(call train-and-export,lite-teacher,lite-student,data/generated/small,)
 
 # The shipped 4-channel models (issue 28): the same schedule on the simulated L3DAS23
-# (mc-small, microphone A).
+# (mc-small, microphone A), and lite-teacher-w, the fair single-channel baseline of
+# `make channels`: the single-channel lite teacher trained on W (channel 0 of mic A) of the same
+# reverberant scenes, after the student (the shipped lite-teacher never heard a room).
 pretrained-mc: data-mc
-	$(call train-and-export,lite-teacher-mc4,lite-student-mc4,data/generated/mc-small,--mics A)
+	$(call train-and-export,lite-teacher-mc4,lite-student-mc4,data/generated/mc-small,--mics A,lite-teacher-w,lite-teacher,--mics A --channel 0)
+
+# What the extra channels are worth (issue 28, notebook 07): lite-teacher-mc4 against the
+# single-channel lite-teacher-w (trained on W of the same scenes) and lite-teacher (trained dry)
+# given W only, on the 200 test scenes of mc-small, per RT60 and SNR band with paired clip-level
+# intervals; writes tfckd_lite/pretrained/results/channels.{json,md} (minutes; needs
+# `make pretrained-mc`).
+channels: data-mc
+	$(PY) -m tfckd_lite channels --multi lite-teacher-mc4 --mono lite-teacher-w lite-teacher \
+	  --data data/generated/mc-small --out tfckd_lite/pretrained/results/channels.json
 
 # The distillation experiment of notebook 05: every method x 3 seeds under one budget, λ tuned on
 # validation, and seeds 3-5 of the leading methods (issue 27 §4); resumable (re-run the same command after an interruption). --ship exports the best

@@ -65,3 +65,18 @@ def test_the_shipped_four_channel_student_is_described_and_enhances_four_channel
     assert out.shape == (1, 8000) and torch.isfinite(out).all()           # the W channel's mask
     with pytest.raises(ValueError, match="takes 4 microphones"):
         model.enhance(torch.randn(8000) * 0.1)
+
+
+@pytest.mark.parametrize("name, options", [("lite-teacher-mc4", {"mics": "A"}),
+                                           ("lite-teacher-w", {"mics": "A", "channels": 0})])
+def test_the_shipped_room_teachers_were_scored_on_what_they_hear(name, options):
+    """``make pretrained-mc``'s teachers (once shipped): the 4-channel one on microphone A, the
+    single-channel one on W of it, each on the whole test split of mc-small."""
+    if name not in pretrained.available():
+        pytest.skip(f"{name} is not shipped yet (make pretrained-mc)")
+    info = pretrained.describe(name)
+    assert info["command"].startswith("python -m tfckd_lite train --preset ")
+    assert "mc-small" in info["command"] and info["test"]["corpus_options"] == options
+    assert pretrained.load(name).config.in_channels == (4 if name.endswith("mc4") else 1)
+    summary = info["test"]["summary"]
+    assert summary["clips"] == 200 and summary["unscorable_clips"] == 0   # mc-small's test split

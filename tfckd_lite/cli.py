@@ -46,6 +46,7 @@ COMMAND_MODULES = [
     "tfckd_lite.train.cli",
     "tfckd_lite.recipes",
     "tfckd_lite.pretrained",
+    "tfckd_lite.channels",
     "tfckd_lite.experiment",
     "tfckd_lite.enhance",
 ]

@@ -139,17 +139,20 @@ def _channels(model) -> int:
 
 def compare_channels(mc_model, mono_model, root, split: str = "test", mics: str = "A",
                      max_clips: int | None = None, progress: bool = False,
-                     names: tuple[str, str] = ("multi-channel", "W only")) -> dict:
+                     names: tuple[str, ...] = ("multi-channel", "W only")) -> dict:
     """A multi-channel model against a single-channel one given W only, per RT60 and SNR band.
 
     Notebook: 07_multichannel.ipynb
 
     ``mc_model`` (e.g. ``lite-teacher-mc4``) enhances the ``mics`` channels of split ``split``
-    of the simulated set at ``root``; ``mono_model`` (e.g. ``lite-teacher``) enhances channel
+    of the simulated set at ``root``; ``mono_model`` (e.g. ``lite-teacher-w``) enhances channel
     0 of them, W of microphone A, the reference channel the multi-channel model's mask applies
     to; both are scored against the same dry clean speech (the target removes noise *and*
     reverberation) by :func:`~tfckd_lite.metrics.evaluate`. Each model is a DPDCRN, a model
     file or a shipped model's name; their channel counts are checked against the corpus first.
+    ``mono_model`` may also be a list of single-channel models (e.g. ``lite-teacher-w`` and
+    the dry-trained ``lite-teacher``), each given W; ``names`` then labels the multi-channel
+    model and each of them, in order.
 
     Returns ``{"rows": [UNPROCESSED, *names], "tables": {row: scores_by_band(...)},
     "records": {row: per-clip records}, "split", "mics"}``; :func:`channels_markdown` prints
@@ -158,28 +161,35 @@ def compare_channels(mc_model, mono_model, root, split: str = "test", mics: str 
     from .data import open_corpus
     from .metrics import evaluate
 
-    mc_model, mono_model = _as_model(mc_model), _as_model(mono_model)
-    full = open_corpus(root, split, mics=mics)
+    monos = list(mono_model) if isinstance(mono_model, (list, tuple)) else [mono_model]
+    names = tuple(names)
+    if len(names) != 1 + len(monos) or len(set(names)) != len(names) or UNPROCESSED in names:
+        raise ValueError(f"names must be {1 + len(monos)} distinct labels (the multi-channel "
+                         f"model, then each single-channel one) other than {UNPROCESSED!r}, "
+                         f"got {names}")
+    full = open_corpus(root, split, mics=mics)           # a missing corpus is refused here,
+    bands = scene_bands(root)                            # one that is not simulated here
     w_only = open_corpus(root, split, mics=mics, channels=0)
+    mc_model, monos = _as_model(mc_model), [_as_model(m) for m in monos]
     channels = full[0][0].shape[0] if len(full) else 0
     if _channels(mc_model) != channels:
         raise ValueError(f"the multi-channel model takes {_channels(mc_model)} channel(s) but "
                          f"mics {mics!r} of {root} give {channels}")
-    if _channels(mono_model) != 1:
-        raise ValueError(f"the single-channel model takes {_channels(mono_model)} channels: "
-                         "give one built for a single microphone (e.g. lite-teacher)")
-    if len(set(names)) != 2 or UNPROCESSED in names:
-        raise ValueError(f"names must be two distinct labels other than {UNPROCESSED!r}, "
-                         f"got {names}")
-    bands = scene_bands(root)
+    for label, mono in zip(names[1:], monos):
+        if _channels(mono) != 1:
+            raise ValueError(f"the single-channel model takes {_channels(mono)} channels "
+                             f"({label!r}): give one built for a single microphone (e.g. "
+                             "lite-teacher-w)")
     mc = evaluate(mc_model.enhance, full, max_clips=max_clips, progress=progress)["records"]
-    mono = evaluate(mono_model.enhance, w_only, max_clips=max_clips,
-                    progress=progress)["records"]
-    return {"rows": [UNPROCESSED, *names], "split": split, "mics": mics,
-            "records": {UNPROCESSED: mc, names[0]: mc, names[1]: mono},
-            "tables": {UNPROCESSED: scores_by_band(mc, bands, prefix="input_"),
-                       names[0]: scores_by_band(mc, bands),
-                       names[1]: scores_by_band(mono, bands)}}
+    records = {UNPROCESSED: mc, names[0]: mc}
+    tables = {UNPROCESSED: scores_by_band(mc, bands, prefix="input_"),
+              names[0]: scores_by_band(mc, bands)}
+    for label, mono in zip(names[1:], monos):
+        records[label] = evaluate(mono.enhance, w_only, max_clips=max_clips,
+                                  progress=progress)["records"]
+        tables[label] = scores_by_band(records[label], bands)
+    return {"rows": [UNPROCESSED, *names], "split": split, "mics": mics, "records": records,
+            "tables": tables}
 
 
 def channels_markdown(comparison: dict) -> str:

@@ -115,8 +115,9 @@ def default_systems(names: Sequence[str] | None = None) -> list[str]:
     From ``names`` (default: ``tfckd_lite.pretrained.available()``): ``lite-teacher``, then
     ``lite-student`` (the student trained alone), then every distilled student
     ``lite-student-<method>`` (a method of :data:`tfckd_lite.distill.METHODS`) in name order.
-    Whatever subset exists is returned; other models (the multi-channel ``lite-student-mc4``,
-    which cannot enhance a single-channel clip) are left out.
+    Whatever subset exists is returned; other models are left out: the multi-channel
+    ``lite-teacher-mc4`` and ``lite-student-mc4``, which cannot enhance a single-channel clip,
+    and ``lite-teacher-w``, trained on W of reverberant rooms rather than on the reduced set.
     """
     from ..distill import METHODS
 

@@ -178,10 +178,11 @@ def load_distiller(name: str):
 
 def export(run_dir, name: str, data_root, split: str = "test", command: str | None = None,
            max_clips: int | None = None, progress: bool = True,
-           report: dict | None = None, extras: bool = True) -> Path:
+           report: dict | None = None, extras: bool = True,
+           corpus: dict | None = None) -> Path:
     """Ship a run's best model as ``pretrained/<name>``, with its test-split scores.
 
-    Notebook: 03_training.ipynb
+    Notebooks: 03_training.ipynb, 07_multichannel.ipynb (``corpus``)
 
     Evaluates ``run_dir/best.safetensors`` on ``split`` of ``data_root`` with
     :func:`tfckd_lite.metrics.evaluate`, then writes the weights with a description holding the
@@ -191,12 +192,20 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     (``test["by"]``, :func:`tfckd_lite.metrics.summary_by`) when the corpus logs them. A
     distillation run's ``best.extras.safetensors`` is shipped next to it (unless ``extras`` is
     false: the student alone). Returns the written path.
+
+    The model is scored on the view of the corpus it was trained on: ``corpus`` (the
+    :func:`~tfckd_lite.data.open_corpus` options of :func:`tfckd_lite.train.corpus_options`),
+    by default those of the run's recorded training command
+    (:func:`tfckd_lite.train.recorded_corpus_options`: ``--mics A --channel 0`` scores W of
+    microphone A), stored as ``test["corpus_options"]``. A model and a view with different
+    channel counts are refused before any scoring.
     """
     from ..checkpoint import load_model, save_model
     from ..data import open_corpus
     from ..files import atomic_write_bytes
     from ..metrics import evaluate, summary_by
     from ..run_folder import RunFolder
+    from ..train import recorded_corpus_options
 
     run = RunFolder(run_dir)
     model = load_model(run.best)
@@ -204,10 +213,15 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     for key in ("config", "sample_rate", "stft", "library_version"):
         description.pop(key, None)                 # save_model writes these afresh
     description["history"] = run.history()
-    dataset = open_corpus(data_root, split)
+    if corpus is None:
+        corpus = recorded_corpus_options(description["command"]) if "command" in description \
+            else {}
+    dataset = open_corpus(data_root, split, **corpus)
+    _check_channels(model, dataset, f"{run.best}", f"split {split!r} of {data_root}", corpus)
     if report is None:
         report = evaluate(model.enhance, dataset, max_clips=max_clips, progress=progress)
-    description["test"] = {"split": split, "summary": report["summary"]}
+    description["test"] = {"split": split, "corpus_options": dict(corpus),
+                           "summary": report["summary"]}
     logged = [field for field in BREAKDOWN_FIELDS if field in dataset.info(0)]
     if logged:           # JSON keys are strings: SNR 2.5 is stored as "2.5"
         description["test"]["by"] = {field: {str(label): summary for label, summary in
@@ -225,6 +239,19 @@ def export(run_dir, name: str, data_root, split: str = "test", command: str | No
     return written
 
 
+def _check_channels(model, dataset, model_text: str, data_text: str, corpus: dict) -> None:
+    """Refuse a model whose microphone count differs from the corpus view's, saying which."""
+    wanted = model.config.in_channels
+    heard = None
+    if len(dataset):
+        noisy = dataset[0][0]
+        heard = 1 if noisy.dim() == 1 else int(noisy.shape[0])
+    if heard is not None and heard != wanted:
+        raise ValueError(f"{model_text} takes {wanted} channel(s) but {data_text} gives {heard} "
+                         f"(corpus options {corpus or 'none'}): give --mics/--channel as the "
+                         "run was trained with")
+
+
 def register(subparsers) -> None:
     """``export`` subcommand of ``python -m tfckd_lite``."""
     p = subparsers.add_parser("export", help="ship a run's best model as a pretrained model")
@@ -232,6 +259,13 @@ def register(subparsers) -> None:
     p.add_argument("--name", required=True, help="name under tfckd_lite/pretrained/")
     p.add_argument("--data", required=True, help="corpus root to score the test split of")
     p.add_argument("--split", default="test")
+    p.add_argument("--mics", default=None, choices=("A", "B", "AB"),
+                   help="L3DAS23 only: score on these microphones (default: the run's own "
+                        "--mics and --channel, read from its recorded training command)")
+    p.add_argument("--channel", type=int, default=None,
+                   help="L3DAS23 only: score on this one channel of --mics (0 = W of mic A)")
+    p.add_argument("--max-clips", type=int, default=None,
+                   help="score only the first N clips (a quick look; ship the whole split)")
     p.set_defaults(func=_export_command)
 
 
@@ -239,8 +273,14 @@ def _export_command(args) -> int:
     import shlex
     import sys
 
+    from ..train import corpus_options
+
+    given = args.mics is not None or args.channel is not None
     path = export(args.run, args.name, args.data, args.split,
-                  command="python -m tfckd_lite " + shlex.join(sys.argv[1:]))
+                  command="python -m tfckd_lite " + shlex.join(getattr(args, "argv",
+                                                                       sys.argv[1:])),
+                  max_clips=args.max_clips,
+                  corpus=corpus_options(args.mics, args.channel) if given else None)
     summary = describe(args.name)["test"]["summary"]
     print(f"wrote {path}")
     for key in ("pesq_wb", "input_pesq_wb", "stoi", "input_stoi", "si_sdr", "input_si_sdr"):

@@ -53,9 +53,9 @@ from .config import TrainConfig, add_config_arguments, config_argv, config_from_
 from .engine import (SupervisedTask, TrainResult, fit, gradient_summary, learning_rate,
                      train_steps, validate)
 from .runs import corpus_options, microphones, run_training, training_argv
-from .cli import register
+from .cli import recorded_corpus_options, register
 
 __all__ = ["TrainConfig", "add_config_arguments", "config_argv", "config_from_args", "flag_text",
            "SupervisedTask", "TrainResult", "fit", "gradient_summary", "learning_rate",
            "train_steps", "validate", "corpus_options", "microphones", "run_training",
-           "training_argv", "register"]
+           "training_argv", "recorded_corpus_options", "register"]

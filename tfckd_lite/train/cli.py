@@ -172,6 +172,41 @@ def _recipe_arguments(args):
     return parsed
 
 
+def recorded_corpus_options(command: str) -> dict:
+    """The corpus options (:func:`corpus_options`) of a recorded ``train`` command line: the
+    ``--mics`` and ``--channel`` it gave, or its recipe's.
+
+    Notebook: 07_multichannel.ipynb
+
+    ``command`` is what a run's best model records (``python -m tfckd_lite train ...``). It is
+    read with ``train``'s own parser, recipe defaults included, so that ``export`` scores a
+    model on the view of the corpus it was trained on (``--mics A --channel 0``: W alone)
+    without a second list of the flags. ``ValueError`` when it is not such a command.
+    """
+    import contextlib
+    import io
+    import shlex
+
+    from ..cli import build_parser
+
+    words = shlex.split(command)
+    if "train" not in words:
+        raise ValueError(f"not a training command: {command!r}")
+    argv = words[words.index("train"):]          # the first "train" is the subcommand
+    refusal = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(refusal):  # argparse prints its refusal, then exits
+            args = build_parser().parse_args(argv)
+            args.argv = argv
+            if args.recipe or args.dry_run:
+                args = _recipe_arguments(args)
+    except SystemExit:
+        reason = (refusal.getvalue().strip().splitlines() or ["unreadable"])[-1]
+        raise ValueError(f"the recorded training command cannot be read ({reason}): "
+                         f"{command!r}") from None
+    return corpus_options(args.mics, args.channel)
+
+
 def _evaluate_command(args) -> int:
     import json
 
