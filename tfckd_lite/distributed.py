@@ -236,6 +236,11 @@ def session(device_name: str):
         raise RuntimeError("a process group is already set up with another rank or size than "
                            "torchrun's variables say")
     yield World(rank, size, local, device)
+    # Leave the block together (not reached when it raised): a rank that finished first would
+    # otherwise exit and tear down its side of the group while rank 0 still writes the best
+    # model, and the gloo process that leaves last then sometimes aborts at exit
+    # ("terminate called without an active exception"), failing a finished run.
+    dist.barrier()
 
 
 def _leave() -> None:
