@@ -175,9 +175,12 @@ def test_make_reproduce_mc_tunes_the_leading_methods_on_microphone_a():
     assert [(r.method, r.seed) for r in runs if r.method == "none"] == [("none", s)
                                                                          for s in (0, 1, 2)]
     for method in ("frame-similarity", "tfckd"):
-        assert [r.kd_weight for r in runs if r.method == method] == \
+        assert [r.kd_weight for r in runs if r.method == method and r.seed == 0] == \
             list(experiment.TUNING_GRIDS[method])
-        assert {r.seed for r in runs if r.method == method} == {0}
+        # seeds 1 and 2 are planned once seed 0 has chosen λ (in the committed folder), at it
+        later = [r for r in runs if r.method == method and r.seed != 0]
+        assert {r.seed for r in later} <= {1, 2}
+        assert all(r.kd_weight in experiment.TUNING_GRIDS[method] for r in later)
 
 
 def test_the_mc_experiment_folder_keeps_what_a_fresh_clone_resumes_from_and_its_report():
