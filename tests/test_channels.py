@@ -14,18 +14,11 @@ from tfckd_lite.data.builder_mc import MC_PROFILES, scene_table
 from tfckd_lite.files import sha256_file
 from tfckd_lite.models import DPDCRN
 from tiny_models import STUDENT
+from cli_errors import error_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLIPS = 4
 RESAMPLES = 200          # the intervals' values are not under test here, their bookkeeping is
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [part for line in err.splitlines() for part in line.split("\r")
-             if part.strip() and "%|" not in part]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +129,7 @@ def test_the_command_writes_the_results(mc_mini, model_files, tmp_path, capsys):
     bad = ["channels", "--multi", model_files["w"], "--mono", model_files["dry"],
            "--data", str(mc_mini), "--max-clips", "1", "--out", str(out)]
     assert cli.main(bad) == 2
-    assert "multi-channel model takes 1 channel(s) but mics 'A'" in _error_line(capsys)
+    assert "multi-channel model takes 1 channel(s) but mics 'A'" in error_line(capsys)
     assert out.read_bytes() == before
 
 
@@ -169,7 +162,7 @@ def test_command_errors_are_one_line(case, expected, mc_mini, mini, model_files,
     elif case == "no-clips":
         argv["--max-clips"] = "0"
     assert cli.main(["channels", *[x for kv in argv.items() for x in kv], *extra]) == 2
-    assert expected in _error_line(capsys)
+    assert expected in error_line(capsys)
     assert not (tmp_path / "channels.json").exists()
 
 

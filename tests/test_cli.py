@@ -15,19 +15,10 @@ from tfckd_lite.run_folder import RunFolder
 from tfckd_lite.checkpoint import save_model
 from tfckd_lite.cli import library_error_message
 from tfckd_lite.models import build_model
+from cli_errors import error_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _error_line(capsys) -> str:
-    """stderr, checked to be a single ``error: ...`` line (a progress bar's text dropped)."""
-    err = capsys.readouterr().err
-    lines = [part for line in err.splitlines() for part in line.split("\r")
-             if part.strip() and "%|" not in part]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def _train_argv(data, out, *extra):
@@ -51,46 +42,46 @@ def model_files(tmp_path_factory):
 
 def test_missing_corpus(tmp_path, capsys):
     assert cli.main(["evaluate", "--model", "noisy", "--data", str(tmp_path / "none")]) == 2
-    assert f"corpus folder {tmp_path / 'none'} does not exist" in _error_line(capsys)
+    assert f"corpus folder {tmp_path / 'none'} does not exist" in error_line(capsys)
 
 
 def test_unknown_model_and_missing_model_file(mini, tmp_path, capsys):
     assert cli.main(["evaluate", "--model", "no-such-model", "--data", str(mini)]) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "'no-such-model' is neither a model file nor a shipped model" in line
     assert not line.startswith("error: \"")          # the sentence, not a KeyError's repr
     missing = tmp_path / "gone.safetensors"
     assert cli.main(["evaluate", "--model", str(missing), "--data", str(mini)]) == 2
-    assert f"{missing}: no such model file" in _error_line(capsys)
+    assert f"{missing}: no such model file" in error_line(capsys)
 
 
 def test_unknown_preset(mini, tmp_path, capsys):
     argv = _train_argv(mini, tmp_path / "run")
     argv[argv.index("lite-student")] = "lite-giant"
     assert cli.main(argv) == 2
-    assert "unknown preset 'lite-giant'; choose one of" in _error_line(capsys)
+    assert "unknown preset 'lite-giant'; choose one of" in error_line(capsys)
 
 
 def test_refused_checkpoint(mini, model_files, capsys):
     assert cli.main(["evaluate", "--model", str(model_files["junk"]), "--data", str(mini)]) == 2
-    assert "is not a readable safetensors checkpoint" in _error_line(capsys)
+    assert "is not a readable safetensors checkpoint" in error_line(capsys)
 
 
 def test_wrong_sample_rate(mini, model_files, capsys):
     assert cli.main(["evaluate", "--model", str(model_files["8k"]), "--data", str(mini)]) == 2
-    assert "was trained with sample rate 8000" in _error_line(capsys)
+    assert "was trained with sample rate 8000" in error_line(capsys)
 
 
 def test_wrong_channel_count(mini, model_files, capsys):
     assert cli.main(["evaluate", "--model", str(model_files["4mics"]), "--data", str(mini),
                      "--max-clips", "1"]) == 2
-    assert "this model takes 4 microphones" in _error_line(capsys)
+    assert "this model takes 4 microphones" in error_line(capsys)
 
 
 def test_damaged_dataset_manifest(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text('{"format": "tfckd_lite.reduced_dataset"}')
     assert cli.main(["evaluate", "--model", "noisy", "--data", str(tmp_path)]) == 2
-    assert "manifest.json lists no files (damaged manifest)" in _error_line(capsys)
+    assert "manifest.json lists no files (damaged manifest)" in error_line(capsys)
 
 
 def test_unreadable_audio_in_a_corpus(tmp_path, capsys):
@@ -112,14 +103,14 @@ def test_unreadable_audio_file(tmp_path, capsys):
     bad.write_text("a text file with a .wav name")
     assert cli.main(["enhance", str(bad), "--model", "lite-student", "--out",
                      str(tmp_path / "out"), "--quiet"]) == 1      # enhance: 1 = a file failed
-    assert f"{bad}: cannot read audio" in _error_line(capsys)
+    assert f"{bad}: cannot read audio" in error_line(capsys)
 
 
 def test_busy_run_folder(mini, tmp_path, capsys):
     run = tmp_path / "run"
     with folder_lock(run, RunFolder.LOCK, wait=False):        # "another process" trains here
         assert cli.main(_train_argv(mini, run)) == 2
-    assert f"another process is working in {run}" in _error_line(capsys)
+    assert f"another process is working in {run}" in error_line(capsys)
 
 
 def test_resume_with_another_config(mini, tmp_path, capsys):
@@ -128,12 +119,12 @@ def test_resume_with_another_config(mini, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(_train_argv(mini, run, "--lr", "0.002")) == 2
     assert "was written with another config (saved, now): {'lr': (0.001, 0.002)}" in \
-        _error_line(capsys)
+        error_line(capsys)
 
 
 def test_usage_error_is_one_line_with_status_2(mini, tmp_path, capsys):
     assert cli.main(_train_argv(mini, tmp_path, "--method", "tfckd")) == 2
-    assert _error_line(capsys) == ("error: --method tfckd distils from a teacher: give --teacher "
+    assert error_line(capsys) == ("error: --method tfckd distils from a teacher: give --teacher "
                                    "(a shipped model name or a .safetensors model file)")
 
 

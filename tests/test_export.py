@@ -17,17 +17,10 @@ from tfckd_lite.models import DPDCRN
 from tfckd_lite.run_folder import RunFolder
 from tfckd_lite.train import recorded_corpus_options
 from tiny_models import STUDENT
+from cli_errors import error_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLIPS = 2
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [part for line in err.splitlines() for part in line.split("\r")
-             if part.strip() and "%|" not in part]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 @pytest.fixture
@@ -92,7 +85,7 @@ def test_export_refuses_a_view_with_other_channels_in_one_line(mc_mini, w_run, s
     argv = ["export", "--run", str(w_run), "--name", "tiny-w", "--data", str(mc_mini),
             "--mics", "A", "--max-clips", "1"]
     assert cli.main(argv) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "takes 1 channel(s) but split 'test'" in line and "gives 4" in line
     assert "--mics/--channel" in line
     assert pretrained.available() == []                      # nothing was written
