@@ -16,7 +16,7 @@ from tfckd_lite import experiment, pretrained
 from tfckd_lite.checkpoint import (CheckpointError, load_distiller_extras, load_model,
                                    load_trained_distiller, save_distiller_extras, save_model)
 from tfckd_lite.cli import build_parser
-from tfckd_lite.data import manifest_sha256, open_corpus
+from tfckd_lite.data import files_sha256, manifest_sha256, open_corpus, software_versions
 from tfckd_lite.distill import build_distiller
 from tfckd_lite.experiment import ExperimentConfig, Run
 from tfckd_lite.experiment.cli import config_from_args
@@ -852,7 +852,9 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
         experiment.reproduce(cfg.with_training(epochs=2), progress=False)
     # the data is rebuilt on each machine: a set built differently is refused
     assert stored["data_manifest_sha256"] == manifest_sha256(cfg.data)
-    record.write_text(json.dumps({**stored, "data_manifest_sha256": "0" * 64}))
+    assert stored["data_files_sha256"] == files_sha256(cfg.data)
+    record.write_text(json.dumps({**stored, "data_manifest_sha256": "0" * 64,
+                                  "data_files_sha256": "0" * 64}))
     try:
         with pytest.raises(experiment.ExperimentMismatchError, match="on other data"):
             experiment.check_experiment_folder(cfg)
@@ -864,6 +866,52 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
     monkeypatch.setattr(ExperimentConfig, "teacher_file", lambda cfg: other)
     with pytest.raises(experiment.ExperimentMismatchError, match="another version of the teacher"):
         experiment.check_experiment_folder(cfg)
+
+
+def test_a_set_rebuilt_with_the_same_files_resumes_and_other_files_are_refused(
+        mini, monkeypatch, tmp_path):
+    """The folder compares the data's files, not the manifest, which also records the software
+    versions that built the set (a scipy upgrade changes it, not the data)."""
+    from tfckd_lite.experiment import folder
+
+    cfg = ExperimentConfig(data=str(mini), out=str(tmp_path), methods=("none",))
+    stored = experiment.check_experiment_folder(cfg)
+    assert stored["data_files_sha256"] == files_sha256(mini) != manifest_sha256(mini)
+    assert stored["data_software"] == software_versions(mini) and "numpy" in stored["data_software"]
+    record = tmp_path / experiment.RECORD_FILE
+    newer = {**stored["data_software"], "numpy": "99.0"}
+    # rebuilt by newer software, the same files: the manifest differs, the resume goes on
+    monkeypatch.setattr(folder, "manifest_sha256", lambda root: "1" * 64)
+    monkeypatch.setattr(folder, "software_versions", lambda root: newer)
+    assert experiment.check_experiment_folder(cfg) == stored
+    # other files: refused, naming the software that changed
+    monkeypatch.setattr(folder, "files_sha256", lambda root: "2" * 64)
+    with pytest.raises(experiment.ExperimentMismatchError,
+                       match=r"its files differ.*built with numpy .*, now 99\.0"):
+        experiment.check_experiment_folder(cfg)
+    monkeypatch.undo()
+    # a record from before the files' digest: the same manifest gains it
+    legacy = {k: v for k, v in stored.items() if k not in ("data_files_sha256", "data_software")}
+    record.write_text(json.dumps(legacy))
+    assert experiment.check_experiment_folder(cfg) == stored
+    # ... another manifest cannot be told from other files: refused, unless the user accepts it
+    record.write_text(json.dumps({**legacy, "data_manifest_sha256": "3" * 64}))
+    with pytest.raises(experiment.ExperimentMismatchError, match="--accept-rebuilt-data"):
+        experiment.check_experiment_folder(cfg)
+    accepted = experiment.check_experiment_folder(cfg, accept_rebuilt_data=True)
+    assert accepted["data_files_sha256"] == files_sha256(mini)
+    assert accepted["data_manifest_sha256"] == manifest_sha256(mini)
+    assert accepted["data_rebuilt"]["from_manifest_sha256"] == "3" * 64
+    assert json.loads(record.read_text()) == accepted
+    assert experiment.check_experiment_folder(cfg) == accepted        # and then it matches
+    # the command line passes the flag through
+    args = build_parser().parse_args(["reproduce", "--data", str(mini), "--out", str(tmp_path),
+                                      "--accept-rebuilt-data"])
+    seen = {}
+    monkeypatch.setattr(experiment.cli, "reproduce",
+                        lambda cfg, **kw: seen.update(kw) or {"report": {}})
+    monkeypatch.setattr(experiment.cli, "results_markdown", lambda results: "")
+    assert args.func(args) == 0 and seen["accept_rebuilt_data"] is True
 
 
 def test_the_lambda_grids_a_folder_started_with_are_kept(mini, monkeypatch, tmp_path):

@@ -85,21 +85,28 @@ def test_the_record_the_report_and_the_command_name_the_microphones(mc_finished)
     assert noisy == first["summary"]["input_pesq_wb"]
 
 
-def test_a_multichannel_experiment_is_not_shipped_over_the_single_channel_one(mc_finished,
-                                                                               monkeypatch):
+def test_a_multichannel_experiment_ships_beside_the_single_channel_one(mc_finished, tmp_path,
+                                                                        monkeypatch):
     cfg, results = mc_finished
-    written = []
-    monkeypatch.setattr(experiment.report, "write_report", lambda *a, **k: written.append(a))
-    with pytest.raises(ValueError, match="is not shipped"):
-        experiment.ship(results)
-    assert not written
-    # the command line refuses --ship before training anything
-    args = build_parser().parse_args(shlex.split(experiment.reproduce_command(cfg))[3:]
-                                     + ["--ship"])
-    monkeypatch.setattr(experiment.cli, "reproduce", lambda *a, **k: written.append("trained"))
-    with pytest.raises(ValueError, match="is not shipped"):
-        args.func(args)
-    assert not written
+    monkeypatch.setattr(experiment.report, "RESULTS_DIR", tmp_path / "results")
+    exported = []
+    monkeypatch.setattr("tfckd_lite.pretrained.export",
+                        lambda run, name, *a, **k: exported.append(name) or Path(run))
+    shipped = experiment.ship(results)
+    # students named after the 4-channel preset, never lite-student-<method>
+    assert exported == ["lite-student-mc4-frame-similarity"] and set(shipped) == {
+        "frame-similarity"}
+    written = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert written == ["distillation-mics-A.clips.json", "distillation-mics-A.json",
+                       "distillation-mics-A.md", "distillation-mics-A.png"]
+    assert experiment.shipped_name("A") == "distillation-mics-A"
+    assert experiment.shipped_name(None) == experiment.SHIPPED_NAME
+    # each experiment reads back its own report and clip scores
+    assert experiment.shipped_results("A")["config"]["mics"] == "A"
+    assert experiment.shipped_results() is None
+    clips = experiment.shipped_clip_records("A")
+    assert set(clips) == {"none", "frame-similarity"} and len(clips["none"][0]) == 2
+    assert experiment.shipped_clip_records() is None
 
 
 def test_a_resume_with_other_microphones_is_refused(mc_finished):
@@ -184,7 +191,8 @@ def test_make_reproduce_mc_tunes_the_leading_methods_on_microphone_a():
 
 
 def test_the_mc_experiment_folder_keeps_what_a_fresh_clone_resumes_from_and_its_report():
-    """As for ``make reproduce``'s folder, but the report is kept: nothing ships it."""
+    """As for ``make reproduce``'s folder: the report is shipped (``distillation-mics-A.*``), not
+    committed in the folder."""
     import subprocess
 
     from tfckd_lite.run_folder import RunFolder as R
@@ -199,8 +207,8 @@ def test_the_mc_experiment_folder_keeps_what_a_fresh_clone_resumes_from_and_its_
              for m in cfg.methods for f in (R.BEST, R.HISTORY, R.TEST_SCORES, R.BEST_EXTRAS,
                                             R.STATE, R.LOG, R.LOCK)}
     paths.update({f"{cfg.out}/{name}": True for name in (
-        experiment.TEACHER_SCORES_FILE, experiment.RECORD_FILE, "results.json", "results.md",
-        "results.png")})
+        experiment.TEACHER_SCORES_FILE, experiment.RECORD_FILE)})
+    paths.update({f"{cfg.out}/results.{suffix}": False for suffix in ("json", "md", "png")})
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root,
                              capture_output=True, text=True).stdout.split()
     assert {p for p, kept in paths.items() if not kept} == set(ignored)

@@ -7,12 +7,18 @@ place; it lists the profile, seed and sources of the set and the sha256 of every
 multi-channel sets of ``builder_mc.py`` have the same manifest with their own format tag, since
 they are written in the L3DAS23 layout, not the VoiceBank one. Its own
 sha256 (:func:`manifest_sha256`) therefore pins the exact data a model was trained on, which
-is what a model's description and an experiment folder record. This module is the only one that
-reads or writes it.
+is what a model's description and an experiment folder record. It also pins how the set was
+made: the manifest records the versions of the software that rendered it (numpy, scipy,
+pyroomacoustics, ...), so a set rebuilt bit for bit under a newer scipy has another manifest
+sha256. :func:`files_sha256` is the identity of the data alone (every file's sha256, nothing
+else), which an experiment folder compares so that a rebuilt set with the same files is accepted
+after a library upgrade (:func:`~tfckd_lite.experiment.check_experiment_folder`). This module is
+the only one that reads or writes the manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -95,3 +101,32 @@ def manifest_sha256(root) -> str | None:
     except (FileNotFoundError, ValueError):
         return None
     return sha256_file(manifest_path(root))
+
+
+def files_sha256(root) -> str | None:
+    """sha256 of the data alone: the manifest's map of every file to its sha256, as canonical
+    JSON (None for a real corpus, which has no manifest).
+
+    Notebook: 03_training.ipynb
+
+    Two builds whose files are byte for byte the same have the same value, whatever software
+    versions or build fingerprint their manifests record (:func:`manifest_sha256` differs then).
+    """
+    try:
+        manifest = load_manifest(root)
+    except (FileNotFoundError, ValueError):
+        return None
+    canonical = json.dumps(manifest["files"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def software_versions(root) -> dict:
+    """The versions of the software that built the set at ``root``, as its manifest records
+    them (empty for a real corpus).
+
+    Notebook: 01_signals_and_data.ipynb
+    """
+    try:
+        return dict(load_manifest(root).get("software") or {})
+    except (FileNotFoundError, ValueError):
+        return {}

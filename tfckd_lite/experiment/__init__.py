@@ -97,6 +97,9 @@ every test, teacher and probe score reads; the teacher and student must take tha
 channels (``lite-teacher-mc4``, ``lite-student-mc4``), which is checked before any run starts
 (:meth:`ExperimentConfig.check_microphones`), and ``experiment.json`` records it like every
 other setting (a folder recorded before it existed compares as ``None``, single-channel).
+Its ``--ship`` writes under names of its own (:func:`shipped_name`): the students
+``lite-student-mc4-<method>`` and the report ``distillation-mics-A.*``, which notebook 07
+reads (``shipped_results("A")``).
 
 ``--ship`` then exports the best seed (by validation PESQ-WB) of every KD method as
 ``tfckd_lite/pretrained/lite-student-<method>`` (with the distiller extras of the methods in
@@ -143,10 +146,10 @@ from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, ablate
                    kd_grid, kd_weight_cap, method_groups, method_tuning_runs, planned_runs,
                    run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
                    validation_score)
-from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, check_shippable,
-                     clipping_markdown,
+from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, clipping_markdown,
                      paired_markdown, plot_paired, plot_results, power_markdown,
-                     results_markdown, seed_level_markdown, ship, shipped_results, write_report)
+                     results_markdown, seed_level_markdown, ship, shipped_name, shipped_results,
+                     write_report)
 from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, VERDICT_LEVELS,
                       calibration_probe, collect_results, final_calibration_spread,
                       paired_comparison, paired_verdicts, run_calibration_agreement,
@@ -167,10 +170,11 @@ __all__ = [
     "method_tuning_runs", "PROBE_BATCHES", "kd_gradient_ratio", "planned_runs", "run_seconds",
     "settled_kd_weight", "tuned_grid",
     "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
-    "calibration_markdown", "check_shippable", "clipping_markdown", "run_clipped_fraction",
+    "calibration_markdown", "clipping_markdown", "run_clipped_fraction",
     "paired_markdown",
     "plot_paired", "plot_results", "power_markdown",
-    "results_markdown", "seed_level_markdown", "ship", "shipped_results", "write_report",
+    "results_markdown", "seed_level_markdown", "ship", "shipped_name", "shipped_results",
+    "write_report",
     "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE", "VERDICT_LEVELS", "calibration_probe",
     "collect_results", "final_calibration_spread", "paired_comparison", "paired_verdicts",
     "run_calibration_agreement", "verdict_interval", "SEEDS_NEEDED_LIMIT", "difference_matrix",

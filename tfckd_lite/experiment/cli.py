@@ -15,7 +15,7 @@ from ..train import TrainConfig, add_config_arguments
 from ..train import config_from_args as train_config_from_args
 from .config import MICS, PER_RUN_SETTINGS, ExperimentConfig
 from .folder import finished_files, format_status, stage, status
-from .report import check_shippable, results_markdown, ship
+from .report import results_markdown, ship
 from .runner import reproduce
 def register(subparsers) -> None:
     """``reproduce`` subcommand of ``python -m tfckd_lite``.
@@ -63,9 +63,16 @@ def register(subparsers) -> None:
     add_config_arguments(p.add_argument_group("training budget of every run (TrainConfig)"),
                          defaults=defaults.train, exclude=PER_RUN_SETTINGS)
     p.add_argument("--ship", action="store_true",
-                   help="export the best seeds and the report into tfckd_lite/pretrained")
+                   help="export the best seeds (<student>-<method>) and the report "
+                        "(distillation.*, or distillation-mics-<mics>.* with --mics) into "
+                        "tfckd_lite/pretrained")
     p.add_argument("--status", action="store_true",
                    help="print how far the experiment folder has got and exit")
+    p.add_argument("--accept-rebuilt-data", action="store_true",
+                   help="resume a folder recorded with only its data manifest's sha256 on a set "
+                        "whose manifest differs (e.g. rebuilt by newer scipy), once you have "
+                        "checked that its files are the same; records the files' sha256, "
+                        "which later resumes compare")
     p.add_argument("--finished", action="store_true",
                    help="list experiment.json and the folders of the finished runs and exit")
     p.add_argument("--stage", nargs="?", const="all", choices=("all", "finished"),
@@ -116,9 +123,8 @@ def _reproduce_command(args) -> int:
               f"{len(staged['in_progress'])} resume file(s) of runs in progress; "
               f"{len(staged['untracked'])} resume state(s) of finished runs no longer tracked")
         return 0
-    if args.ship:
-        check_shippable(cfg)            # refused now, not after hours of training
-    results = reproduce(cfg, hours=args.hours, stop_after=args.stop_after)
+    results = reproduce(cfg, hours=args.hours, stop_after=args.stop_after,
+                        accept_rebuilt_data=args.accept_rebuilt_data)
     if results is None:
         print(format_status(status(cfg), cfg.train.epochs))
         why = (f"no run left is estimated to finish within --hours {args.hours:g}"

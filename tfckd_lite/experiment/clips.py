@@ -29,12 +29,13 @@ from .results import PAIRED_METRICS
 CLIPS_SUFFIX = ".clips.json"
 
 
-def clips_file() -> Path:
-    """Where :func:`~.report.ship` writes the per-clip scores: beside the shipped report.
+def clips_file(mics: str | None = None) -> Path:
+    """Where :func:`~.report.ship` writes the per-clip scores of the experiment on microphones
+    ``mics``: beside its shipped report (:func:`~.report.shipped_name`).
 
     Notebook: 08_judging_methods.ipynb
     """
-    return report.RESULTS_DIR / f"{report.SHIPPED_NAME}{CLIPS_SUFFIX}"
+    return report.RESULTS_DIR / f"{report.shipped_name(mics)}{CLIPS_SUFFIX}"
 
 
 def run_clip_records(results: dict, out: str | Path | None = None
@@ -91,12 +92,13 @@ def clip_scores(records: dict[str, dict[int, list[dict]]],
 def write_clip_scores(results: dict, out: str | Path | None = None,
                       file: str | Path | None = None) -> Path:
     """Write :func:`clip_scores` of the final runs of ``results`` (:func:`run_clip_records`)
-    atomically to ``file`` (default :func:`clips_file`, beside the shipped report).
+    atomically to ``file`` (default :func:`clips_file` of the results' microphones, beside the
+    shipped report).
 
     Notebook: 08_judging_methods.ipynb
     """
     table = clip_scores(run_clip_records(results, out))
-    file = Path(file) if file is not None else clips_file()
+    file = Path(file) if file is not None else clips_file(results["config"].get("mics"))
     atomic_write_bytes(file, (json.dumps(table, separators=(",", ":")) + "\n").encode())
     return file
 
@@ -118,11 +120,11 @@ def clip_records_from_scores(table: dict) -> dict[str, dict[int, list[dict]]]:
     return records
 
 
-def shipped_clip_records() -> dict[str, dict[int, list[dict]]] | None:
-    """The per-clip test records of the shipped experiment's final runs
-    (``{method: {seed: records}}``), or ``None`` when none are shipped.
+def shipped_clip_records(mics: str | None = None) -> dict[str, dict[int, list[dict]]] | None:
+    """The per-clip test records of the final runs of the shipped experiment on microphones
+    ``mics`` (``{method: {seed: records}}``), or ``None`` when none are shipped.
 
     Notebook: 08_judging_methods.ipynb
     """
-    file = clips_file()
+    file = clips_file(mics)
     return clip_records_from_scores(json.loads(file.read_text())) if file.is_file() else None

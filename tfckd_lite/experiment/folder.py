@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from .. import __version__
-from ..data import manifest_sha256
+from ..data import files_sha256, manifest_sha256, software_versions
 from ..files import atomic_write_bytes, sha256_file
 from ..run_folder import RunFolder
 from .config import SHIPPED_EXTRAS, ExperimentConfig
@@ -45,7 +45,53 @@ _FREE_SETTINGS = ("jobs", "devices", "nproc_per_run", "device", "workers")
 _GROWING_SETTINGS = ("methods", "extra_seeds", "extra_seed_methods")
 
 
-def check_experiment_folder(cfg: ExperimentConfig) -> dict:
+def _check_data(cfg: ExperimentConfig, stored: dict, data_digest: str | None,
+                files_digest: str | None, accept_rebuilt_data: bool, record: Path) -> dict:
+    """The data half of :func:`check_experiment_folder`: the record, updated if need be."""
+    rebuilt = "rebuild the set with the same builder and profile, or use a new --out"
+    if stored.get("data_manifest_sha256") == data_digest:      # the same manifest: same files
+        if files_digest is None or stored.get("data_files_sha256") == files_digest:
+            return stored
+        return _record_data(stored, cfg, files_digest, record)  # a record that predates it
+    if "data_files_sha256" in stored:
+        if stored["data_files_sha256"] == files_digest:        # rebuilt by other software
+            return stored
+        raise ExperimentMismatchError(
+            f"{cfg.out} was started on other data than {cfg.data} (its files differ: "
+            f"sha256 {str(stored['data_files_sha256'])[:12]}..., now "
+            f"{str(files_digest)[:12]}...{_software_change(stored, cfg)}); {rebuilt}")
+    if not accept_rebuilt_data:
+        raise ExperimentMismatchError(
+            f"{cfg.out} was started on other data than {cfg.data} (manifest sha256 "
+            f"{str(stored.get('data_manifest_sha256'))[:12]}..., now {str(data_digest)[:12]}"
+            f"...; the record predates the files' own digest, so a set rebuilt with the same "
+            f"files by newer software cannot be told apart); {rebuilt}, or pass "
+            "--accept-rebuilt-data once you have checked that the files are the same")
+    rebuilt_from = {"from_manifest_sha256": stored.get("data_manifest_sha256"),
+                    "to_manifest_sha256": data_digest, "library_version": __version__}
+    return _record_data({**stored, "data_manifest_sha256": data_digest,
+                         "data_rebuilt": rebuilt_from}, cfg, files_digest, record)
+
+
+def _record_data(stored: dict, cfg: ExperimentConfig, files_digest: str | None,
+                 record: Path) -> dict:
+    """``stored`` with the files' digest (the one compared from now on) and the software
+    versions of the set, written to ``record``."""
+    updated = {**stored, "data_files_sha256": files_digest,
+               "data_software": software_versions(cfg.data)}
+    atomic_write_bytes(record, (json.dumps(updated, indent=1) + "\n").encode())
+    return updated
+
+
+def _software_change(stored: dict, cfg: ExperimentConfig) -> str:
+    """``; built with scipy 1.17.0, now 1.17.1`` when the recorded versions differ."""
+    before, now = stored.get("data_software") or {}, software_versions(cfg.data)
+    changed = [f"{k} {before.get(k)}, now {now.get(k)}" for k in sorted({*before, *now})
+               if before.get(k) != now.get(k)]
+    return f"; built with {', '.join(changed)}" if changed else ""
+
+
+def check_experiment_folder(cfg: ExperimentConfig, accept_rebuilt_data: bool = False) -> dict:
     """Record (first start) or check (resume) the teacher, data and budget of ``cfg.out``.
 
     Notebook: 05_distillation.ipynb
@@ -65,9 +111,19 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
     has chosen its λ; a method added later, or one that had no grid before, e.g. the ablations
     of a folder started when they reused ``tfckd``'s λ, gets its grid recorded at its first
     start); a recorded grid that changes is refused like a changed setting.
+
+    The data is compared by its files (:func:`~tfckd_lite.data.files_sha256`), not by the
+    manifest's own sha256: the manifest also records the software versions that built the set,
+    and a set rebuilt with the same files after, say, a scipy upgrade is the same data. A folder
+    recorded before the files' digest existed holds the manifest's sha256 only; when the set
+    here has another manifest, whether its files are the same cannot be told from the record,
+    so the resume is refused unless ``accept_rebuilt_data`` (``reproduce
+    --accept-rebuilt-data``), which says the user has checked that they are (e.g. the inputs'
+    scores of cached test clips are unchanged), records the files' digest and keeps the old
+    manifest's sha256 under ``data_rebuilt`` for the record.
     """
     digest = sha256_file(cfg.teacher_file())
-    data_digest = manifest_sha256(cfg.data)
+    data_digest, files_digest = manifest_sha256(cfg.data), files_sha256(cfg.data)
     # the grids each tuned method starts from (TUNING_GRIDS lives in the code, not the config)
     grids = {m: list(grid) for m in cfg.methods if m != "none"
              and (grid := kd_grid(m, cfg)) is not None}
@@ -81,11 +137,7 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
                 f"{cfg.out} was started with another version of the teacher {cfg.teacher!r} "
                 f"(sha256 {stored['teacher_sha256'][:12]}..., now {digest[:12]}...); its runs "
                 "cannot be mixed with new ones: use a new --out")
-        if stored.get("data_manifest_sha256") != data_digest:
-            raise ExperimentMismatchError(
-                f"{cfg.out} was started on other data than {cfg.data} (manifest sha256 "
-                f"{str(stored.get('data_manifest_sha256'))[:12]}..., now {str(data_digest)[:12]}"
-                "...); rebuild the set with the same builder and profile, or use a new --out")
+        stored = _check_data(cfg, stored, data_digest, files_digest, accept_rebuilt_data, record)
         # a setting added to ExperimentConfig after the folder was started is absent from it:
         # it compares as its default (e.g. grid_extensions, added while phase 1 of the first
         # full experiment was running; no λ had been chosen yet)
@@ -114,6 +166,7 @@ def check_experiment_folder(cfg: ExperimentConfig) -> dict:
         return stored
     record.parent.mkdir(parents=True, exist_ok=True)
     stored = {"config": settings, "teacher_sha256": digest, "data_manifest_sha256": data_digest,
+              "data_files_sha256": files_digest, "data_software": software_versions(cfg.data),
               "tuning_grids": grids, "library_version": __version__}
     atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
     return stored

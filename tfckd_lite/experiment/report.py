@@ -5,9 +5,11 @@ Notebook: 05_distillation.ipynb
 :func:`write_report` writes ``results.json``, ``results.md`` (:func:`results_markdown`, with
 :func:`paired_markdown` and :func:`calibration_markdown`) and ``results.png``
 (:func:`plot_results`, :func:`plot_paired`). :func:`ship` exports the best seed of every KD
-method as ``tfckd_lite/pretrained/lite-student-<method>`` and the report as
+method as ``tfckd_lite/pretrained/<student>-<method>`` and the report as
 ``tfckd_lite/pretrained/results/distillation.*`` (:func:`shipped_results`), which notebook 05 and
-the README show.
+the README show. A multi-channel experiment (``--mics A``, ``make reproduce-mc``) ships under its
+own names, ``lite-student-mc4-<method>`` and ``distillation-mics-A.*`` (:func:`shipped_name`;
+notebook 07), beside the single-channel ones and never over them.
 """
 
 from __future__ import annotations
@@ -23,9 +25,20 @@ from .config import SHIPPED_EXTRAS, ExperimentConfig, Run
 from .results import METRICS, paired_verdicts, verdict_interval
 from .statistics import SEEDS_NEEDED_LIMIT
 
-#: where --ship writes the report (inside the package), and its file stem
+#: where --ship writes the report (inside the package), and the file stem of the single-channel
+#: experiment's report (a multi-channel one adds its microphones: :func:`shipped_name`)
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "results"
 SHIPPED_NAME = "distillation"
+
+
+def shipped_name(mics: str | None = None) -> str:
+    """The file stem of the shipped report of an experiment on microphones ``mics``:
+    :data:`SHIPPED_NAME` for the single-channel one (``None``), ``distillation-mics-A`` for
+    ``make reproduce-mc``, so that one experiment's report never replaces another's.
+
+    Notebook: 07_multichannel.ipynb
+    """
+    return SHIPPED_NAME if mics is None else f"{SHIPPED_NAME}-mics-{mics}"
 
 
 def results_markdown(results: dict) -> str:
@@ -455,34 +468,23 @@ def write_report(results: dict, folder: str | Path, stem: str = "results") -> di
     return paths
 
 
-def check_shippable(cfg: ExperimentConfig) -> None:
-    """Refuse to ship a multi-channel experiment (``mics`` set): its report would replace the
-    single-channel one in ``pretrained/results`` (one :data:`SHIPPED_NAME`), which notebooks 05
-    and 08 read; it stays in its experiment folder (``make reproduce-mc``).
-
-    Notebook: 07_multichannel.ipynb
-    """
-    if cfg.mics is not None:
-        raise ValueError(f"the experiment on mics {cfg.mics!r} is not shipped: its report would "
-                         f"replace the single-channel {SHIPPED_NAME} report that notebooks 05 "
-                         f"and 08 read; it stays in {cfg.out}")
-
-
 def ship(results: dict, progress: bool = True) -> dict[str, Path]:
     """Export the best seed of each KD method and the report into the package.
 
     Notebook: 05_distillation.ipynb
 
-    ``lite-student-<method>`` (best seed by validation PESQ-WB; with its distiller extras for
+    ``<student>-<method>`` (best seed by validation PESQ-WB; with its distiller extras for
     the methods of :data:`SHIPPED_EXTRAS`) for every method but ``none``,
-    ``pretrained/results/distillation.{json,md,png}``, and the final runs' per-clip scores,
-    ``distillation.clips.json`` (:func:`~.clips.write_clip_scores`).
+    ``pretrained/results/<name>.{json,md,png}``, and the final runs' per-clip scores,
+    ``<name>.clips.json`` (:func:`~.clips.write_clip_scores`), where ``<name>`` is
+    :func:`shipped_name` of the experiment's microphones. The students are named after the
+    experiment's student preset (``lite-student-mc4-tfckd`` on mic A), so a multi-channel
+    experiment replaces neither the single-channel students nor their report.
     """
     from .. import pretrained
     from .clips import write_clip_scores
 
     cfg = ExperimentConfig.from_dict(results["config"])
-    check_shippable(cfg)
     shipped = {}
     for method, entry in results["methods"].items():
         if method == "none":
@@ -493,15 +495,16 @@ def ship(results: dict, progress: bool = True) -> dict[str, Path]:
         shipped[method] = pretrained.export(
             folder.path, f"{cfg.student}-{method}", cfg.data, report=cached, progress=progress,
             command=results["command"] + " --ship", extras=method in SHIPPED_EXTRAS)
-    write_report(results, RESULTS_DIR, stem=SHIPPED_NAME)
+    write_report(results, RESULTS_DIR, stem=shipped_name(cfg.mics))
     write_clip_scores(results)
     return shipped
 
 
-def shipped_results() -> dict | None:
-    """The experiment results shipped with the package, or ``None`` when none are shipped.
+def shipped_results(mics: str | None = None) -> dict | None:
+    """The results of the experiment on microphones ``mics`` (``None``: the single-channel one)
+    shipped with the package, or ``None`` when none are shipped.
 
-    Notebook: 05_distillation.ipynb
+    Notebook: 05_distillation.ipynb (07_multichannel.ipynb: ``mics="A"``)
     """
-    file = RESULTS_DIR / f"{SHIPPED_NAME}.json"
+    file = RESULTS_DIR / f"{shipped_name(mics)}.json"
     return json.loads(file.read_text()) if file.is_file() else None

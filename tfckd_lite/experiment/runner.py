@@ -222,7 +222,7 @@ def _exit_on_signal(signum, frame):
 
 
 def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None = None,
-              stop_after: float | None = None) -> dict | None:
+              stop_after: float | None = None, accept_rebuilt_data: bool = False) -> dict | None:
     """Run (or resume) the whole experiment and write its report; returns the results.
 
     Notebook: 05_distillation.ipynb
@@ -230,7 +230,8 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None 
     The steps are described in :mod:`tfckd_lite.experiment`. The teacher's and the student's
     microphone channels against the corpus's
     (:meth:`~tfckd_lite.experiment.config.ExperimentConfig.check_microphones`), then the folder's
-    teacher, data and budget are checked first (:func:`check_experiment_folder`).
+    teacher, data and budget are checked first (:func:`check_experiment_folder`, which
+    ``accept_rebuilt_data`` is passed to).
     Two ways to give it a wall-clock budget (:func:`train_runs`), after which it returns
     ``None`` if runs remain (call again to resume):
 
@@ -249,7 +250,7 @@ def reproduce(cfg: ExperimentConfig, progress: bool = True, hours: float | None 
     deadline = None if hours is None else time.time() + hours * 3600
     stop_at = None if stop_after is None else time.time() + stop_after * 3600
     cfg.check_microphones()             # before the folder is recorded or any run starts
-    check_experiment_folder(cfg)
+    check_experiment_folder(cfg, accept_rebuilt_data)
     # the plan grows as runs finish (λ-grid steps, then each method's other seeds)
     if not train_runs(lambda: planned_runs(cfg), cfg, progress, deadline, stop_at):
         return None
