@@ -64,7 +64,8 @@ finished runs and cached test scores are kept, an interrupted run continues from
 checkpoint. ``jobs > 1`` runs that many training processes side by side (on a CPU, two
 single-threaded runs finish sooner than two two-threaded runs in a row). A full run takes many
 hours on a CPU and is resumed across sessions, so ``<out>/experiment.json`` records the teacher's
-and the data manifest's sha256 and the settings at the first start, and a resume with another
+sha256, the data's (its files', :func:`~tfckd_lite.data.files_sha256`) and the settings at the
+first start, and a resume with another
 teacher, data or budget is refused (:func:`check_experiment_folder`); ``--status``
 (:func:`status`) prints how far it got.
 
@@ -73,7 +74,7 @@ part of the repository: what a finished run needs for the table and the shipping
 weights, ``history.json``, cached test scores, and the distiller extras of the methods in
 :data:`SHIPPED_EXTRAS`) is committed; logs and locks are ignored
 (``experiments/distillation-small/.gitignore``). A fresh clone (with ``make data``, which
-rebuilds the set bit for bit: the manifest's sha256 is checked) therefore resumes where the
+rebuilds the set bit for bit: the files' sha256 is checked) therefore resumes where the
 committed runs stop. For a machine lent for a while there are two budgets:
 
 * ``stop_after`` (``--stop-after``, ``make reproduce STOP_AFTER=2.6``): train for that long,
