@@ -13,12 +13,17 @@ floor at 1e-3 of the case's largest gradient norm, see ``gradient_scale``):
   statistics from the input's covariance, the norm folded into the 1x1 conv, sums in another
   order); in float64 that moves the results by at most 4e-13 here, while any change of the maths
   moves them by many orders of magnitude more.
-* float32, ``3e-4`` for gradients and ``2e-6`` for losses (measured: at most 1.5e-4 and 7e-7).
-  That is below float32's own error here: the reference's float32 results differ from its
-  float64 ones by up to 1.2e-3 and 4e-6 on the same scales
-  (``test_float32_tolerance_is_below_float32_rounding``), and the rewrite's float32 results are
-  as close to the float64 ones as the reference's are (checked by hand when the file was
-  written), so the rewrite moves float32 training by less than float32 rounding already does.
+* float32: against the reference's **float64** results of the same case, within
+  ``FLOAT32_FACTOR`` (5) times the reference's own float32 error on that case (its largest, per
+  quantity: losses, gradient norms, projections; at least ``FLOAT32_FLOOR``). A fixed tolerance
+  against the reference's float32 results (``3e-4`` until this changed) measured the CPU as much
+  as the code: float32 kernels round differently from one CPU to the next, and on a slower
+  AVX2-only 2-core machine even ``frame-similarity``, whose code the rewrite did not touch,
+  differed from the float32 reference by 1.9e-3 in a gradient norm, while every float32 result
+  stayed within 3.8 times the reference's own float32 error (1.5 times on the machine that wrote
+  the reference). So the test says what the rewrite must keep: float32 training no further from
+  exact arithmetic than the implementation it replaced, up to a CPU's rounding; a change of the
+  maths moves results by orders of magnitude more, and the float64 cases pin it to 1e-10.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ import distill_reference as ref
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NEGLIGIBLE = 1e-3
-TOLERANCE = {torch.float64: {"loss": 1e-10, "grad": 1e-10},
-             torch.float32: {"loss": 2e-6, "grad": 3e-4}}
+FLOAT64_TOLERANCE = {"loss": 1e-10, "grad": 1e-10}
+FLOAT32_FACTOR = 5.0
+FLOAT32_FLOOR = 4 * torch.finfo(torch.float32).eps
 
 
 @pytest.fixture(scope="module")
@@ -65,19 +71,42 @@ def gradient_scale(norms: torch.Tensor) -> torch.Tensor:
     return norms.clamp_min(NEGLIGIBLE * float(norms.max()))
 
 
-def _compare(got: torch.Tensor, want: torch.Tensor, scale: torch.Tensor, tol: float, what: str):
-    error = (got - want).abs()
-    allowed = tol * scale
-    worst = int(torch.argmax(error - allowed))
-    assert bool((error <= allowed).all()), (
-        f"{what}: entry {worst} differs by {float(error.flatten()[worst]):.3g}, allowed "
-        f"{float(allowed.flatten()[worst]):.3g} (got {float(got.flatten()[worst]):.10g}, "
-        f"reference {float(want.flatten()[worst]):.10g})")
+def _relative_errors(got: dict, want: dict, names: dict) -> dict[str, torch.Tensor]:
+    """Per quantity, ``|got - want|`` relative to the scale it is compared at (see the module
+    docstring): the losses' own size; a parameter's gradient norm, floored by
+    :func:`gradient_scale`, which also scales its projections (by ``sqrt(numel)``) and entries."""
+    scale = gradient_scale(want["norms"].double())
+    sizes = torch.tensor(names["sizes"], dtype=torch.float64)
+    errors = {
+        "losses": (got["losses"].double() - want["losses"].double()).abs()
+        / want["losses"].double().abs(),
+        "norms": (got["norms"].double() - want["norms"].double()).abs() / scale,
+        "proj": (got["proj"].double() - want["proj"].double()).abs()
+        / (scale * sizes.sqrt()).unsqueeze(1)}
+    if "grads" in got and "grads" in want:
+        full = torch.cat([scale[i].expand(names["sizes"][i])
+                          for i in map(names["params"].index, names["full"])])
+        errors["grads"] = (got["grads"].double() - want["grads"].double()).abs() / full
+    return errors
+
+
+def _stored(tensors: dict, key: str) -> dict[str, torch.Tensor]:
+    return {q: tensors[f"{key}/{q}"] for q in ("losses", "norms", "proj", "grads")
+            if f"{key}/{q}" in tensors}
+
+
+def _assert_within(errors: dict, allowed: dict, what: str) -> None:
+    for quantity, error in errors.items():
+        worst = int(torch.argmax(error))
+        assert float(error.flatten()[worst]) <= allowed[quantity], (
+            f"{what} {quantity}: entry {worst} is off by {float(error.flatten()[worst]):.3g} "
+            f"of its scale, allowed {allowed[quantity]:.3g}")
 
 
 @pytest.mark.parametrize("case", list(_tested_cases()))
 def test_losses_and_gradients_equal_the_reference(case, reference):
     tensors, metadata = reference
+    method, teacher, batch, seconds, dtype = case
     key = ref.case_key(*case)
     want_names = metadata[key]
     record, names = ref.run_case(*case)
@@ -85,40 +114,25 @@ def test_losses_and_gradients_equal_the_reference(case, reference):
         "the distiller's initial state differs from the reference's (construction order?)"
     assert names["losses"] == want_names["losses"]
     assert names["params"] == want_names["params"], "trainable parameter names changed"
-    tol = TOLERANCE[case[-1]]
-    want = tensors[f"{key}/losses"]
-    _compare(record["losses"], want, want.abs(), tol["loss"], f"{key} losses {names['losses']}")
-    norms = tensors[f"{key}/norms"]
-    scale = gradient_scale(norms)
-    _compare(record["norms"], norms, scale, tol["grad"], f"{key} gradient norms")
-    sizes = torch.tensor(names["sizes"], dtype=torch.float64)
-    _compare(record["proj"], tensors[f"{key}/proj"], (scale * sizes.sqrt()).unsqueeze(1),
-             tol["grad"], f"{key} gradient projections")
     if want_names["full"]:
         assert names["full"] == want_names["full"]
-        full_scale = torch.cat([scale[i].expand(names["sizes"][i])
-                                for i in map(names["params"].index, names["full"])])
-        _compare(record["grads"], tensors[f"{key}/grads"], full_scale, tol["grad"],
-                 f"{key} full gradients of {len(names['full'])} small parameters")
-
-
-def test_float32_tolerance_is_below_float32_rounding(reference):
-    """The float32 tolerance is not loose: the reference's own float32 results are further from
-    its float64 ones than the tolerance allows the rewrite to be from them."""
-    tensors, _ = reference
-    worst = {"loss": 0.0, "grad": 0.0}
-    for method in ref.METHODS:
-        for teacher in ref.TEACHERS:
-            for batch, seconds in ref.BATCHES:
-                k32 = ref.case_key(method, teacher, batch, seconds, torch.float32)
-                k64 = ref.case_key(method, teacher, batch, seconds, torch.float64)
-                n64, l64 = tensors[f"{k64}/norms"], tensors[f"{k64}/losses"]
-                grad_error = (tensors[f"{k32}/norms"] - n64).abs() / gradient_scale(n64)
-                loss_error = (tensors[f"{k32}/losses"] - l64).abs() / l64.abs()
-                worst["grad"] = max(worst["grad"], float(grad_error.max()))
-                worst["loss"] = max(worst["loss"], float(loss_error.max()))
-    for kind, error in worst.items():
-        assert error > TOLERANCE[torch.float32][kind], (kind, error)
+    got = {q: record[q] for q in ("losses", "norms", "proj")}
+    if want_names["full"]:
+        got["grads"] = record["grads"]
+    if dtype == torch.float64:
+        errors = _relative_errors(got, _stored(tensors, key), names)
+        allowed = {q: FLOAT64_TOLERANCE["loss" if q == "losses" else "grad"] for q in errors}
+        _assert_within(errors, allowed, key)
+        return
+    # float32: against exact arithmetic (the float64 reference), as near as the reference's
+    # own float32 results are, up to FLOAT32_FACTOR for another CPU's rounding
+    exact = _stored(tensors, ref.case_key(method, teacher, batch, seconds, torch.float64))
+    own = _relative_errors(_stored(tensors, key), exact, names)
+    errors = _relative_errors(got, exact, names)
+    allowed = {q: max(FLOAT32_FACTOR * float(own[q].max()), FLOAT32_FLOOR) for q in errors}
+    # not loose: the bound stays far below what a change of the maths does (>= 1e-2)
+    assert max(allowed.values()) < 1e-2, allowed
+    _assert_within(errors, allowed, f"{key} (against float64)")
 
 
 @pytest.mark.parametrize("name", ["lite-student-tfckd", "lite-student-tfckd-released"])
