@@ -21,8 +21,9 @@ floor at 1e-3 of the case's largest gradient norm, see ``gradient_scale``):
   AVX2-only 2-core machine even ``frame-similarity``, whose code the rewrite did not touch,
   differed from the float32 reference by 1.9e-3 in a gradient norm, while every float32 result
   stayed within 3.8 times the reference's own float32 error (on the machine that wrote the
-  reference the rewrite was found as close to float64 as the reference, by hand). So the test says what the rewrite must keep: float32 training no further from
-  exact arithmetic than the implementation it replaced, up to a CPU's rounding; a change of the
+  reference the rewrite was found as close to float64 as the reference, by hand). So the test
+  says what the rewrite must keep: float32 training no further from exact arithmetic than the
+  implementation it replaced, up to a CPU's rounding; a change of the
   maths moves results by orders of magnitude more, and the float64 cases pin it to 1e-10.
 """
 

@@ -34,7 +34,8 @@ class ExpectedOutputs:
     audio: int
 
 
-#: seconds of one wait for the kernel's execute reply (see :meth:`_Client.async_start_new_kernel_client`)
+#: seconds of one wait for the kernel's execute reply
+#: (see :meth:`_Client.async_start_new_kernel_client`)
 REPLY_POLL_S = 0.5
 
 
