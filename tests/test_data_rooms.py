@@ -12,7 +12,9 @@ from tfckd_lite.data import build_dataset, builder_mc, detect_kind, load_manifes
 from tfckd_lite.data import rooms, speech, verify_dataset
 from tfckd_lite.data.builder import NOISE_GRID, prepare_speech, describe_sources
 from tfckd_lite.data.cli import register
-from tfckd_lite.data.manifest import is_reduced_dataset, manifest_sha256
+from tfckd_lite.data.manifest import (MANIFEST, MEASURED_ITEM_FIELDS, files_sha256,
+                                     is_reduced_dataset, manifest_sha256, plan_sha256,
+                                     write_manifest)
 from tfckd_lite.data.noise import make_noise
 
 MC_TINY = builder_mc.MultichannelProfile("mc-tiny", 6, 3, 1.0, 1.5, 0.25, 6, "tests")
@@ -128,6 +130,33 @@ def test_mc_mini_is_byte_identical_whatever_the_workers(mc_mini, tmp_path):
     other = build_dataset(tmp_path / "again", "mc-mini", progress=False, workers=2)
     assert load_manifest(other)["files"] == load_manifest(mc_mini)["files"]
     assert manifest_sha256(other) == manifest_sha256(mc_mini)
+
+
+def test_the_plan_digest_ignores_what_was_measured_and_sees_what_was_planned(mc_mini, tmp_path):
+    """A rebuild on another machine may change the bytes and the measured log (manifest.py);
+    the plan, which an experiment folder falls back on, is the scenes asked for."""
+    manifest = load_manifest(mc_mini)
+    first = manifest["items"]["train"][0]
+    assert set(MEASURED_ITEM_FIELDS) <= set(first) and "rt60" in first and "room" in first
+
+    def rewritten(name, change):
+        items = {split: [dict(item) for item in pairs]
+                 for split, pairs in manifest["items"].items()}
+        change(items["train"][0])
+        folder = tmp_path / name
+        folder.mkdir()
+        write_manifest(folder, {**manifest, "items": items,
+                                "files": {**manifest["files"], "x.wav": "0" * 64}})
+        assert (folder / MANIFEST).is_file()
+        return folder
+
+    remeasured = rewritten("remeasured", lambda item: item.update(
+        snr_measured=-0.0, rt60_measured=item["rt60_measured"] + 1e-4))
+    assert plan_sha256(remeasured) == plan_sha256(mc_mini)
+    assert files_sha256(remeasured) != files_sha256(mc_mini)
+    replanned = rewritten("replanned", lambda item: item.update(rt60=item["rt60"] + 0.001))
+    assert plan_sha256(replanned) != plan_sha256(mc_mini)
+    assert plan_sha256(tmp_path) is None                       # no manifest: a real corpus
 
 
 def test_a_changed_file_is_caught_and_the_set_rebuilt(tmp_path, monkeypatch):

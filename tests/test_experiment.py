@@ -16,7 +16,8 @@ from tfckd_lite import experiment, pretrained
 from tfckd_lite.checkpoint import (CheckpointError, load_distiller_extras, load_model,
                                    load_trained_distiller, save_distiller_extras, save_model)
 from tfckd_lite.cli import build_parser
-from tfckd_lite.data import files_sha256, manifest_sha256, open_corpus, software_versions
+from tfckd_lite.data import (files_sha256, manifest_sha256, open_corpus, plan_sha256,
+                             software_versions)
 from tfckd_lite.distill import build_distiller
 from tfckd_lite.experiment import ExperimentConfig, Run
 from tfckd_lite.experiment.cli import config_from_args
@@ -854,7 +855,7 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
     assert stored["data_manifest_sha256"] == manifest_sha256(cfg.data)
     assert stored["data_files_sha256"] == files_sha256(cfg.data)
     record.write_text(json.dumps({**stored, "data_manifest_sha256": "0" * 64,
-                                  "data_files_sha256": "0" * 64}))
+                                  "data_files_sha256": "0" * 64, "data_plan_sha256": "0" * 64}))
     try:
         with pytest.raises(experiment.ExperimentMismatchError, match="on other data"):
             experiment.check_experiment_folder(cfg)
@@ -868,15 +869,17 @@ def test_a_resumed_experiment_must_keep_its_teacher_and_budget(finished, monkeyp
         experiment.check_experiment_folder(cfg)
 
 
-def test_a_set_rebuilt_with_the_same_files_resumes_and_other_files_are_refused(
+def test_a_set_rebuilt_with_the_same_files_or_plan_resumes_and_other_data_is_refused(
         mini, monkeypatch, tmp_path):
     """The folder compares the data's files, not the manifest, which also records the software
-    versions that built the set (a scipy upgrade changes it, not the data)."""
+    versions that built the set (a scipy upgrade changes it, not the data); other bytes from
+    the same plan and software are a rebuild on another machine (data/manifest.py)."""
     from tfckd_lite.experiment import folder
 
     cfg = ExperimentConfig(data=str(mini), out=str(tmp_path), methods=("none",))
     stored = experiment.check_experiment_folder(cfg)
     assert stored["data_files_sha256"] == files_sha256(mini) != manifest_sha256(mini)
+    assert stored["data_plan_sha256"] == plan_sha256(mini) is not None
     assert stored["data_software"] == software_versions(mini) and "numpy" in stored["data_software"]
     record = tmp_path / experiment.RECORD_FILE
     newer = {**stored["data_software"], "numpy": "99.0"}
@@ -889,9 +892,40 @@ def test_a_set_rebuilt_with_the_same_files_resumes_and_other_files_are_refused(
     with pytest.raises(experiment.ExperimentMismatchError,
                        match=r"its files differ.*built with numpy .*, now 99\.0"):
         experiment.check_experiment_folder(cfg)
+    # ... and with the flag, since the software changed: accepted, and the rebuild recorded
+    accepted = experiment.check_experiment_folder(cfg, accept_rebuilt_data=True)
+    assert accepted["data_files_sha256"] == "2" * 64 and accepted["data_software"] == newer
+    assert accepted["data_rebuilt"] == [{
+        "from_manifest_sha256": manifest_sha256(mini), "to_manifest_sha256": "1" * 64,
+        "from_files_sha256": files_sha256(mini), "to_files_sha256": "2" * 64,
+        "accepted": "--accept-rebuilt-data", "library_version": experiment.folder.__version__}]
     monkeypatch.undo()
+    record.write_text(json.dumps(stored))
+    # other bytes from the same plan and software (mc-small on another machine): accepted
+    # without the flag, and recorded
+    monkeypatch.setattr(folder, "files_sha256", lambda root: "4" * 64)
+    moved = experiment.check_experiment_folder(cfg)
+    assert moved["data_files_sha256"] == "4" * 64
+    assert moved["data_rebuilt"][-1]["accepted"].startswith("the same plan and software")
+    assert experiment.check_experiment_folder(cfg) == moved             # and then it matches
+    # another plan is other data, flag or not
+    monkeypatch.setattr(folder, "files_sha256", lambda root: "5" * 64)
+    monkeypatch.setattr(folder, "plan_sha256", lambda root: "6" * 64)
+    for flag in (False, True):
+        with pytest.raises(experiment.ExperimentMismatchError, match="another plan of scenes"):
+            experiment.check_experiment_folder(cfg, accept_rebuilt_data=flag)
+    monkeypatch.undo()
+    # a record from before the plan's digest, other files: refused unless the user accepts
+    record.write_text(json.dumps({k: v for k, v in stored.items() if k != "data_plan_sha256"}
+                                 | {"data_files_sha256": "7" * 64}))
+    with pytest.raises(experiment.ExperimentMismatchError,
+                       match="predates the plan's digest.*--accept-rebuilt-data"):
+        experiment.check_experiment_folder(cfg)
+    assert experiment.check_experiment_folder(cfg, accept_rebuilt_data=True)[
+        "data_plan_sha256"] == plan_sha256(mini)
     # a record from before the files' digest: the same manifest gains it
-    legacy = {k: v for k, v in stored.items() if k not in ("data_files_sha256", "data_software")}
+    legacy = {k: v for k, v in stored.items()
+              if k not in ("data_files_sha256", "data_plan_sha256", "data_software")}
     record.write_text(json.dumps(legacy))
     assert experiment.check_experiment_folder(cfg) == stored
     # ... another manifest cannot be told from other files: refused, unless the user accepts it
@@ -901,7 +935,7 @@ def test_a_set_rebuilt_with_the_same_files_resumes_and_other_files_are_refused(
     accepted = experiment.check_experiment_folder(cfg, accept_rebuilt_data=True)
     assert accepted["data_files_sha256"] == files_sha256(mini)
     assert accepted["data_manifest_sha256"] == manifest_sha256(mini)
-    assert accepted["data_rebuilt"]["from_manifest_sha256"] == "3" * 64
+    assert accepted["data_rebuilt"][-1]["from_manifest_sha256"] == "3" * 64
     assert json.loads(record.read_text()) == accepted
     assert experiment.check_experiment_folder(cfg) == accepted        # and then it matches
     # the command line passes the flag through

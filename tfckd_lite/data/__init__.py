@@ -14,17 +14,19 @@ Notebook: 01_signals_and_data.ipynb
   other pairs' noise) or whole test utterances (``loader.py``).
 - :func:`load_manifest` and :func:`manifest_sha256` read a reduced set's manifest, the one file
   that pins its exact contents and how they were made; :func:`files_sha256` is the contents
-  alone (``manifest.py``).
+  alone, :func:`plan_sha256` the pairs' plan (what a rebuild on another machine keeps;
+  ``manifest.py``).
 """
 
 from .builder import PROFILES, MissingSourceWarning, Profile, build_dataset, verify_dataset
 from .corpora import CorpusError, PairedDataset, PairEntry, detect_kind, open_corpus
 from .loader import REMIX_SNR_DB, EvalLoader, TrainLoader, make_loader, remix
-from .manifest import files_sha256, load_manifest, manifest_sha256, software_versions
+from .manifest import (files_sha256, plan_sha256, load_manifest, manifest_sha256,
+                       software_versions)
 from .noise import NOISE_TYPES, make_noise, mix_at_snr, snr_db
 
 __all__ = ["PROFILES", "Profile", "MissingSourceWarning", "build_dataset", "load_manifest",
-           "manifest_sha256", "files_sha256", "software_versions",
+           "manifest_sha256", "files_sha256", "plan_sha256", "software_versions",
            "verify_dataset", "CorpusError", "PairedDataset", "PairEntry", "detect_kind",
            "open_corpus", "EvalLoader", "TrainLoader", "make_loader", "remix", "REMIX_SNR_DB",
            "NOISE_TYPES", "make_noise", "mix_at_snr", "snr_db"]

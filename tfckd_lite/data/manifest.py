@@ -12,8 +12,24 @@ made: the manifest records the versions of the software that rendered it (numpy,
 pyroomacoustics, ...), so a set rebuilt bit for bit under a newer scipy has another manifest
 sha256. :func:`files_sha256` is the identity of the data alone (every file's sha256, nothing
 else), which an experiment folder compares so that a rebuilt set with the same files is accepted
-after a library upgrade (:func:`~tfckd_lite.experiment.check_experiment_folder`). This module is
-the only one that reads or writes the manifest.
+after a library upgrade (:func:`~tfckd_lite.experiment.check_experiment_folder`).
+:func:`plan_sha256` is the identity of what the set was asked to hold, pair by pair (speaker,
+source, noise, SNR, for a multi-channel set the room and its RT60), without the bytes: the
+single-channel builder writes the same bytes on every machine measured, the multi-channel one
+does not (below). This module is the only one that reads or writes the
+manifest.
+
+**Bytes across machines.** ``small`` built on three machines had one manifest sha256. ``mc-small``
+built with the same code and the same software versions had a different :func:`files_sha256` on
+each of three machines (each machine rebuilding it twice got its own bytes again), while the
+input scores of its 200 test scenes agreed to 5e-15 dB SI-SDR. The rooms' rendering (image
+sources, fractional delays, FFT convolution in float32 and float64) is the only part the
+single-channel builder lacks; turning off numpy's AVX-512 and AVX2 paths, pinning OpenBLAS' kernel
+and changing the number of workers or pyroomacoustics threads did not change the bytes on one
+machine, so the cause is not found. Differences at the last bit of a float flip the rounding of
+a 16-bit sample only rarely (two builds on one machine, one with numpy's SIMD paths off, had the
+same bytes and differed only in a measured SNR of -0.0 against 0.0), so the differences between
+machines come from somewhere larger than the last bit of a float64.
 """
 
 from __future__ import annotations
@@ -116,7 +132,39 @@ def files_sha256(root) -> str | None:
         manifest = load_manifest(root)
     except (FileNotFoundError, ValueError):
         return None
-    canonical = json.dumps(manifest["files"], sort_keys=True, separators=(",", ":"))
+    return _canonical_sha256(manifest["files"])
+
+
+#: fields of a pair's log that the builders measure on the rendered audio (builder_mc.py);
+#: the rest is the plan, a pure function of the profile, the seed and the sources
+MEASURED_ITEM_FIELDS = ("snr_measured", "rt60_measured", "level_db", "distance")
+
+
+def plan_sha256(root) -> str | None:
+    """sha256 of the plan of every pair: the manifest's log of the pairs without the fields the
+    builder measured on the audio (None for a real corpus).
+
+    Notebook: 05_distillation.ipynb
+
+    The plan is what each pair was asked to be: its speaker, utterance source, noise types and
+    gains, SNR and, for a multi-channel set, room, RT60 and positions. Two builds of one profile
+    and seed with the same sources have the same plan; with the same software they render the
+    same scenes, and their bytes may still differ (module docstring), which an experiment
+    folder accepts on this evidence.
+    """
+    try:
+        items = load_manifest(root).get("items")
+    except (FileNotFoundError, ValueError):
+        return None
+    if items is None:
+        return None
+    planned = {split: [{k: v for k, v in item.items() if k not in MEASURED_ITEM_FIELDS}
+                       for item in pairs] for split, pairs in items.items()}
+    return _canonical_sha256(planned)
+
+
+def _canonical_sha256(value) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

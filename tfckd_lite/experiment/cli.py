@@ -69,10 +69,10 @@ def register(subparsers) -> None:
     p.add_argument("--status", action="store_true",
                    help="print how far the experiment folder has got and exit")
     p.add_argument("--accept-rebuilt-data", action="store_true",
-                   help="resume a folder recorded with only its data manifest's sha256 on a set "
-                        "whose manifest differs (e.g. rebuilt by newer scipy), once you have "
-                        "checked that its files are the same; records the files' sha256, "
-                        "which later resumes compare")
+                   help="resume on a rebuilt set whose sameness the folder's record cannot "
+                        "tell (the record predates the files' or the plan's sha256, or other "
+                        "software built the set), once you have checked that it is the same "
+                        "data; the rebuild is recorded, and another plan is still refused")
     p.add_argument("--finished", action="store_true",
                    help="list experiment.json and the folders of the finished runs and exit")
     p.add_argument("--stage", nargs="?", const="all", choices=("all", "finished"),

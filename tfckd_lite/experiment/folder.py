@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from .. import __version__
-from ..data import files_sha256, manifest_sha256, software_versions
+from ..data import files_sha256, manifest_sha256, plan_sha256, software_versions
 from ..files import atomic_write_bytes, sha256_file
 from ..run_folder import RunFolder
 from .config import SHIPPED_EXTRAS, ExperimentConfig
@@ -45,39 +45,58 @@ _FREE_SETTINGS = ("jobs", "devices", "nproc_per_run", "device", "workers")
 _GROWING_SETTINGS = ("methods", "extra_seeds", "extra_seed_methods")
 
 
-def _check_data(cfg: ExperimentConfig, stored: dict, data_digest: str | None,
-                files_digest: str | None, accept_rebuilt_data: bool, record: Path) -> dict:
+def _check_data(cfg: ExperimentConfig, stored: dict, accept_rebuilt_data: bool,
+                record: Path) -> dict:
     """The data half of :func:`check_experiment_folder`: the record, updated if need be."""
+    data_digest, files_digest = manifest_sha256(cfg.data), files_sha256(cfg.data)
+    plan_digest = plan_sha256(cfg.data)
     rebuilt = "rebuild the set with the same builder and profile, or use a new --out"
-    if stored.get("data_manifest_sha256") == data_digest:      # the same manifest: same files
-        if files_digest is None or stored.get("data_files_sha256") == files_digest:
-            return stored
-        return _record_data(stored, cfg, files_digest, record)  # a record that predates it
-    if "data_files_sha256" in stored:
-        if stored["data_files_sha256"] == files_digest:        # rebuilt by other software
-            return stored
+    known_files = stored.get("data_files_sha256")
+    same_files = (known_files == files_digest if known_files is not None
+                  else stored.get("data_manifest_sha256") == data_digest)
+    if same_files:                                      # (rebuilt by newer software, maybe)
+        if data_digest is None or (known_files is not None and "data_plan_sha256" in stored):
+            return stored                               # a real corpus, or a full record
+        return _record_data(stored, cfg, record)        # a record that predates a digest
+    known_plan = stored.get("data_plan_sha256")
+    if known_plan is not None and known_plan != plan_digest:
         raise ExperimentMismatchError(
-            f"{cfg.out} was started on other data than {cfg.data} (its files differ: "
-            f"sha256 {str(stored['data_files_sha256'])[:12]}..., now "
-            f"{str(files_digest)[:12]}...{_software_change(stored, cfg)}); {rebuilt}")
-    if not accept_rebuilt_data:
+            f"{cfg.out} was started on other data than {cfg.data} (another plan of scenes: "
+            f"sha256 {known_plan[:12]}..., now {str(plan_digest)[:12]}..."
+            f"{_software_change(stored, cfg)}); {rebuilt}")
+    same_software = stored.get("data_software") == software_versions(cfg.data)
+    if known_plan is not None and same_software:
+        why = "the same plan and software, other bytes (another machine)"
+    elif accept_rebuilt_data:
+        why = "--accept-rebuilt-data"
+    elif known_files is None:
         raise ExperimentMismatchError(
             f"{cfg.out} was started on other data than {cfg.data} (manifest sha256 "
             f"{str(stored.get('data_manifest_sha256'))[:12]}..., now {str(data_digest)[:12]}"
             f"...; the record predates the files' own digest, so a set rebuilt with the same "
             f"files by newer software cannot be told apart); {rebuilt}, or pass "
             "--accept-rebuilt-data once you have checked that the files are the same")
-    rebuilt_from = {"from_manifest_sha256": stored.get("data_manifest_sha256"),
-                    "to_manifest_sha256": data_digest, "library_version": __version__}
+    else:
+        unknown = "" if known_plan is not None else "; the record predates the plan's digest"
+        raise ExperimentMismatchError(
+            f"{cfg.out} was started on other data than {cfg.data} (its files differ: "
+            f"sha256 {str(known_files)[:12]}..., now {str(files_digest)[:12]}..."
+            f"{_software_change(stored, cfg)}{unknown}); {rebuilt}, or pass "
+            "--accept-rebuilt-data once you have checked that the data is the same")
+    rebuild = {"from_manifest_sha256": stored.get("data_manifest_sha256"),
+               "to_manifest_sha256": data_digest, "from_files_sha256": known_files,
+               "to_files_sha256": files_digest, "accepted": why, "library_version": __version__}
+    earlier = stored.get("data_rebuilt") or []
+    earlier = [earlier] if isinstance(earlier, dict) else list(earlier)   # one entry, formerly
     return _record_data({**stored, "data_manifest_sha256": data_digest,
-                         "data_rebuilt": rebuilt_from}, cfg, files_digest, record)
+                         "data_rebuilt": earlier + [rebuild]}, cfg, record)
 
 
-def _record_data(stored: dict, cfg: ExperimentConfig, files_digest: str | None,
-                 record: Path) -> dict:
-    """``stored`` with the files' digest (the one compared from now on) and the software
-    versions of the set, written to ``record``."""
-    updated = {**stored, "data_files_sha256": files_digest,
+def _record_data(stored: dict, cfg: ExperimentConfig, record: Path) -> dict:
+    """``stored`` with the data's digests as compared from now on (its files and its plan) and
+    the software versions of the set, written to ``record``."""
+    updated = {**stored, "data_files_sha256": files_sha256(cfg.data),
+               "data_plan_sha256": plan_sha256(cfg.data),
                "data_software": software_versions(cfg.data)}
     atomic_write_bytes(record, (json.dumps(updated, indent=1) + "\n").encode())
     return updated
@@ -114,16 +133,20 @@ def check_experiment_folder(cfg: ExperimentConfig, accept_rebuilt_data: bool = F
 
     The data is compared by its files (:func:`~tfckd_lite.data.files_sha256`), not by the
     manifest's own sha256: the manifest also records the software versions that built the set,
-    and a set rebuilt with the same files after, say, a scipy upgrade is the same data. A folder
-    recorded before the files' digest existed holds the manifest's sha256 only; when the set
-    here has another manifest, whether its files are the same cannot be told from the record,
-    so the resume is refused unless ``accept_rebuilt_data`` (``reproduce
-    --accept-rebuilt-data``), which says the user has checked that they are (e.g. the inputs'
-    scores of cached test clips are unchanged), records the files' digest and keeps the old
-    manifest's sha256 under ``data_rebuilt`` for the record.
+    and a set rebuilt with the same files after, say, a scipy upgrade is the same data. Files
+    that differ are accepted without a word in one case only: the record holds the set's plan
+    (:func:`~tfckd_lite.data.plan_sha256`: every pair's speaker, noise, SNR, room, RT60 and
+    positions), the set here has the same plan, and the same software built it. That is a
+    multi-channel set rebuilt on another machine, whose bytes differ for a reason not found (the
+    :mod:`tfckd_lite.data.manifest` docstring has what was measured). Another plan is always
+    refused. In the remaining cases (a record that predates the files' or the plan's digest,
+    or other software) whether the data is the same cannot be told from the record, so the
+    resume is refused unless ``accept_rebuilt_data`` (``reproduce --accept-rebuilt-data``),
+    which says the user has checked that it is (e.g. the inputs' scores of cached test clips
+    are unchanged). Each accepted rebuild is appended to ``data_rebuilt`` (both manifests' and
+    both file sets' sha256, and why it was accepted), and the record then holds the new digests.
     """
     digest = sha256_file(cfg.teacher_file())
-    data_digest, files_digest = manifest_sha256(cfg.data), files_sha256(cfg.data)
     # the grids each tuned method starts from (TUNING_GRIDS lives in the code, not the config)
     grids = {m: list(grid) for m in cfg.methods if m != "none"
              and (grid := kd_grid(m, cfg)) is not None}
@@ -137,7 +160,7 @@ def check_experiment_folder(cfg: ExperimentConfig, accept_rebuilt_data: bool = F
                 f"{cfg.out} was started with another version of the teacher {cfg.teacher!r} "
                 f"(sha256 {stored['teacher_sha256'][:12]}..., now {digest[:12]}...); its runs "
                 "cannot be mixed with new ones: use a new --out")
-        stored = _check_data(cfg, stored, data_digest, files_digest, accept_rebuilt_data, record)
+        stored = _check_data(cfg, stored, accept_rebuilt_data, record)
         # a setting added to ExperimentConfig after the folder was started is absent from it:
         # it compares as its default (e.g. grid_extensions, added while phase 1 of the first
         # full experiment was running; no λ had been chosen yet)
@@ -165,11 +188,9 @@ def check_experiment_folder(cfg: ExperimentConfig, accept_rebuilt_data: bool = F
             atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
         return stored
     record.parent.mkdir(parents=True, exist_ok=True)
-    stored = {"config": settings, "teacher_sha256": digest, "data_manifest_sha256": data_digest,
-              "data_files_sha256": files_digest, "data_software": software_versions(cfg.data),
-              "tuning_grids": grids, "library_version": __version__}
-    atomic_write_bytes(record, (json.dumps(stored, indent=1) + "\n").encode())
-    return stored
+    return _record_data({"config": settings, "teacher_sha256": digest,
+                         "data_manifest_sha256": manifest_sha256(cfg.data),
+                         "tuning_grids": grids, "library_version": __version__}, cfg, record)
 
 
 def status(cfg: ExperimentConfig) -> dict:
