@@ -10,7 +10,7 @@ import pytest
 
 from tfckd_lite.checkpoint import read_model_description
 from tfckd_lite.cli import build_parser
-from tfckd_lite.data import files_sha256, manifest_sha256
+from tfckd_lite.data import files_sha256, manifest_sha256, plan_sha256
 from tfckd_lite.run_folder import RunFolder
 from tfckd_lite.stft import num_frames
 from tfckd_lite.train import (TrainConfig, config_argv, config_from_args, run_training,
@@ -86,8 +86,9 @@ def test_run_training_trains_in_process_and_records_its_command(mini, tmp_path):
     assert len(result.history) == 1 and result.best_path == RunFolder(tmp_path).best
     description = read_model_description(result.best_path)
     assert description["method"] == "none" and description["preset"] == "lite-student"
-    assert (description["data_manifest_sha256"], description["data_files_sha256"]) == (
-        manifest_sha256(mini), files_sha256(mini))
+    assert (description["data_manifest_sha256"], description["data_files_sha256"],
+            description["data_plan_sha256"]) == (
+        manifest_sha256(mini), files_sha256(mini), plan_sha256(mini))
     expected = training_argv(config, preset="lite-student", data=mini, out=tmp_path)
     assert description["command"] == "python -m tfckd_lite " + shlex.join(expected)
     assert config_from_args(_parse(shlex.split(description["command"])[3:])) == config

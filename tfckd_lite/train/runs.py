@@ -75,15 +75,16 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
     channel alone, the single-channel baseline of the multi-channel setting, notebook 07).
     :func:`fit` trains on the ``train`` split of ``data`` and validates on ``valid``; the best
     model's description records the preset, the method, ``command`` (by default the
-    equivalent :func:`training_argv` command line), the data manifest's sha256 and that of its
+    equivalent :func:`training_argv` command line), the data manifest's sha256, that of its
     files alone (:func:`~tfckd_lite.data.files_sha256`, unchanged by a rebuild with newer
-    software) and, for a
+    software) and that of its plan of scenes (:func:`~tfckd_lite.data.plan_sha256`, unchanged
+    by a multi-channel rebuild on another machine) and, for a
     distillation, ``kd_weight`` (the value used), ``method_options``, ``teacher`` (as given),
     ``teacher_sha256`` and ``teacher_preset``. Returns :func:`fit`'s :class:`TrainResult`.
     """
     import shlex
 
-    from ..data import files_sha256, manifest_sha256, open_corpus
+    from ..data import files_sha256, manifest_sha256, open_corpus, plan_sha256
     from ..distill import METHODS, build_distiller
     from ..models import build_model
 
@@ -118,7 +119,7 @@ def run_training(config: TrainConfig, *, preset: str, data, out, method: str = "
             print(f"distilling {teacher} into {preset} with {method} "
                   f"(kd_weight {task.kd_weight:g}, batch {config.batch_size} x {frames} frames)")
     description.update(data_manifest_sha256=manifest_sha256(data),
-                       data_files_sha256=files_sha256(data))
+                       data_files_sha256=files_sha256(data), data_plan_sha256=plan_sha256(data))
     return fit(task, train_set, valid_set, out, config, resume=resume, description=description,
                progress=progress)
 
