@@ -1242,13 +1242,15 @@ def test_the_committed_experiment_folder_is_resumed_by_make_reproduce(monkeypatc
         extra_seeds=tuple(stored["config"].get("extra_seeds", ())),
         extra_seed_methods=tuple(stored["config"].get("extra_seed_methods", ())))
     # the same relative folder, outside the repository; the data set is not built here, so its
-    # manifest hash is the recorded one (what `make data` rebuilds bit for bit), and the
+    # digests are the recorded ones (what `make data` rebuilds bit for bit), and the
     # gradient ratio that caps output-balanced's grid is the one measured on it (1.157)
     monkeypatch.chdir(tmp_path)
     shutil.copytree(committed, cfg.out)
     record = Path(cfg.out) / experiment.RECORD_FILE
-    monkeypatch.setattr(experiment.folder, "manifest_sha256",
-                        lambda root: stored["data_manifest_sha256"])
+    for name, key in (("manifest_sha256", "data_manifest_sha256"),
+                      ("files_sha256", "data_files_sha256"), ("plan_sha256", "data_plan_sha256"),
+                      ("software_versions", "data_software")):
+        monkeypatch.setattr(experiment.folder, name, lambda root, key=key: stored.get(key))
     monkeypatch.setattr(experiment.balance, "kd_gradient_ratio", lambda method, cfg: 1.157)
     finished = sorted(p.parent for p in Path(cfg.out).glob(f"runs/**/{RunFolder.HISTORY}")
                       if RunFolder(p.parent).finished(cfg.train.epochs))

@@ -62,7 +62,8 @@ def _check_data(cfg: ExperimentConfig, stored: dict, accept_rebuilt_data: bool,
     if known_plan is not None and known_plan != plan_digest:
         raise ExperimentMismatchError(
             f"{cfg.out} was started on other data than {cfg.data} (another plan of scenes: "
-            f"sha256 {known_plan[:12]}..., now {str(plan_digest)[:12]}..."
+            f"sha256 {known_plan[:12]}..., now "
+            f"{plan_digest[:12] + '...' if plan_digest else 'none: no reduced-set manifest'}"
             f"{_software_change(stored, cfg)}); {rebuilt}")
     same_software = stored.get("data_software") == software_versions(cfg.data)
     if known_plan is not None and same_software:
