@@ -981,6 +981,9 @@ def test_status_counts_runs_and_estimates_the_time_left(finished, tmp_path, caps
     assert [r["kd_weight"] for r in empty["runs"] if r["method"] == "tfckd"] == [1.0, 10.0, None]
     text = experiment.format_status(empty, fresh.train.epochs)
     assert "0 of 5 runs finished" in text and "unknown" in text
+    assert "λ '?': not known yet" in text        # tfckd's seed 1 waits for its tuning
+    tuned = dict(empty, runs=[dict(r, kd_weight=r["kd_weight"] or 1.0) for r in empty["runs"]])
+    assert "λ '?'" not in experiment.format_status(tuned, fresh.train.epochs)
     args = build_parser().parse_args(["reproduce", "--data", str(cfg.data), "--out", str(cfg.out),
                                       "--methods", "none", "tfckd", "--seeds", "0", "1",
                                       "--kd-weights", "1", "10", "--grid-extensions", "1",

@@ -245,6 +245,7 @@ def format_status(report: dict, epochs: int) -> str:
     width = max([18] + [len(r["method"]) for r in report["runs"]])
     lines = [f"{'method':<{width}} {'λ':>6} {'seed':>4}  epochs  best valid PESQ-WB"]
     todo: dict[str, int] = {}
+    unknown_lambda = False
     for r in report["runs"]:
         lam = "–" if r["method"] == "none" else ("?" if r["kd_weight"] is None
                                                  else f"{r['kd_weight']:g}")
@@ -253,11 +254,13 @@ def format_status(report: dict, epochs: int) -> str:
                      f"{r['epochs_done']:>2}/{epochs:<3}  {score:>18}".rstrip())
         if r["epochs_done"] < epochs:
             todo[r["method"]] = todo.get(r["method"], 0) + 1
+            unknown_lambda |= lam == "?"
     if todo:
+        # the note on '?' only where a run still waits for its tuning to pick λ
         lines.append("still to train, in this order: "
                      + ", ".join(f"{method} x {count}" for method, count in todo.items())
-                     + " (λ '?': not known yet; such a run is skipped if the λ its tuning picks "
-                     "has a finished run of that seed)")
+                     + (" (λ '?': not known yet; such a run is skipped if the λ its tuning "
+                        "picks has a finished run of that seed)" if unknown_lambda else ""))
     left = report["seconds_left"]
     eta = "unknown until a run has trained an epoch" if left is None else \
         f"about {left / 3600:.1f} h of training left at the measured epoch times"
