@@ -20,18 +20,17 @@ does not (below). This module is the only one that reads or writes the
 manifest.
 
 **Bytes across machines.** ``small`` rebuilt on every machine its experiment resumed on had the
-recorded manifest sha256. ``mc-small``
-built with the same code and the same software versions had a different :func:`files_sha256` on
-each of three machines (each machine rebuilding it twice got its own bytes again), while the
-input scores of its 200 test scenes agreed to 5e-15 dB SI-SDR and those of its 100 validation
-scenes to every printed digit. The rooms' rendering (image
-sources, fractional delays, FFT convolution in float32 and float64) is the only part the
-single-channel builder lacks; turning off numpy's AVX-512 and AVX2 paths, pinning OpenBLAS' kernel
-and changing the number of workers (pyroomacoustics already runs on one thread, ``rooms.py``) did
-not change the bytes on one machine, so the cause is not found. Differences at the last bit of a float flip the rounding of
-a 16-bit sample only rarely (two builds on one machine, one with numpy's SIMD paths off, had the
-same bytes and differed only in a measured SNR of -0.0 against 0.0), so the differences between
-machines come from somewhere larger than the last bit of a float64.
+recorded manifest sha256. ``mc-small`` built with the same code and the same software versions had
+a different :func:`files_sha256` on each of three machines (each machine rebuilding it twice got
+its own bytes again), while the input scores of its 200 test scenes agreed to 5e-15 dB SI-SDR and
+those of its 100 validation scenes to every printed digit. The rooms' rendering (image sources,
+fractional delays, FFT convolution in float32 and float64) is the only part the single-channel
+builder lacks; turning off numpy's AVX-512 and AVX2 paths, pinning OpenBLAS' kernel and changing
+the number of workers (pyroomacoustics already runs on one thread, ``rooms.py``) did not change
+the bytes on one machine, so the cause is not found. Differences at the last bit of a float flip
+the rounding of a 16-bit sample only rarely (two builds on one machine, one with numpy's SIMD
+paths off, had the same bytes and differed only in a measured SNR of -0.0 against 0.0), so the
+differences between machines come from somewhere larger than the last bit of a float64.
 """
 
 from __future__ import annotations
