@@ -136,16 +136,20 @@ def test_losses_and_gradients_equal_the_reference(case, reference):
     _assert_within(errors, allowed, f"{key} (against float64)")
 
 
-@pytest.mark.parametrize("name", ["lite-student-tfckd", "lite-student-tfckd-released"])
+@pytest.mark.parametrize("name", ["lite-student-tfckd", "lite-student-tfckd-released",
+                                  "lite-student-mc4-tfckd"])
 def test_shipped_distillers_still_load_and_run(name):
     """The extras' tensor names did not change: the shipped trained distillers load strictly
-    (``load_distiller_extras`` refuses missing or unexpected entries) and run a step."""
+    (``load_distiller_extras`` refuses missing or unexpected entries) and run a step; the
+    multi-channel one (``make reproduce-mc``) on 8 planes, 2 per microphone channel."""
     from tfckd_lite import pretrained
 
     distiller = pretrained.load_distiller(name)
     frames, batch = distiller.frames, distiller.batch_size
-    noisy = torch.randn(batch, 2, frames, 257, generator=torch.Generator().manual_seed(0))
-    losses = distiller(noisy, 0.5 * noisy)
+    planes = 2 * distiller.student.config.in_channels
+    assert planes == (8 if "mc4" in name else 2)
+    noisy = torch.randn(batch, planes, frames, 257, generator=torch.Generator().manual_seed(0))
+    losses = distiller(noisy, 0.5 * noisy[:, :2])       # the target: one (dry) channel
     assert torch.isfinite(losses["total"])
     assert set(distiller.calibration_summary(noisy)) == {"encoder", "dual_path", "decoder",
                                                           "inter"}

@@ -1322,3 +1322,30 @@ def test_the_reproduce_command_parses_back_into_the_same_config(tmp_path):
         cfg.with_training(seed=3)
     with pytest.raises(ValueError, match="unknown experiment setting"):
         ExperimentConfig.from_dict({**cfg.to_dict(), "epochz": 1})
+
+
+@pytest.mark.parametrize("mics", [None, "A"], ids=["single-channel", "mics-A"])
+def test_tuning_curves_are_each_tuned_methods_grid_and_the_plot_marks_the_choice(mics):
+    import matplotlib.pyplot as plt
+
+    shipped = experiment.shipped_results(mics)
+    if shipped is None:
+        pytest.skip("no experiment results are shipped")
+    curves = experiment.tuning_curves(shipped)
+    assert curves and "none" not in curves
+    seed = shipped["tuning_seed"]
+    for method, curve in curves.items():
+        chosen = shipped["methods"][method]["kd_weight"]
+        # the experiment's rule: the highest validation score, the smaller λ on a tie
+        assert chosen == max(curve, key=lambda lam: (curve[lam], -lam))
+        # the chosen λ's tuning run is that method's final run on the tuning seed
+        final = [r for r in shipped["runs"] if r["method"] == method and r["seed"] == seed]
+        assert len(final) == 1 and curve[chosen] == pytest.approx(final[0]["valid_pesq_wb"])
+    fig, ax = experiment.plot_tuning(shipped, baseline="none")
+    labels = ax.get_legend_handles_labels()[1]
+    assert set(curves) <= set(labels) and f"none, seed {seed}" in labels
+    assert ax.get_xscale() == "log"
+    plt.close(fig)
+    with pytest.raises(KeyError, match="no runs of 'nope'"):
+        experiment.plot_tuning(shipped, baseline="nope")
+    plt.close("all")

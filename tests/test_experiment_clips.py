@@ -83,11 +83,12 @@ def test_write_clip_scores_reads_each_final_run_and_ship_puts_it_beside_the_repo
         experiment.run_clip_records(results, out=moved)
 
 
-def test_the_shipped_clip_scores_are_the_committed_runs_and_give_the_shipped_statistics():
-    """The file notebook 08 reads is the committed runs' test.json, and the report's
-    seed-level statistics are recomputed from it exactly."""
-    shipped = experiment.shipped_results()
-    records = experiment.shipped_clip_records()
+@pytest.mark.parametrize("mics", [None, "A"], ids=["single-channel", "mics-A"])
+def test_the_shipped_clip_scores_are_the_committed_runs_and_give_the_shipped_statistics(mics):
+    """The file notebook 08 reads (and its multi-channel twin) is the committed runs' test.json,
+    and the report's seed-level statistics are recomputed from it exactly."""
+    shipped = experiment.shipped_results(mics)
+    records = experiment.shipped_clip_records(mics)
     if shipped is None or records is None:
         pytest.skip("no experiment results are shipped")
     folder = ROOT / shipped["config"]["out"]

@@ -221,3 +221,25 @@ def test_the_mc_experiment_folder_keeps_what_a_fresh_clone_resumes_from_and_its_
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root,
                              capture_output=True, text=True).stdout.split()
     assert {p for p, kept in paths.items() if not kept} == set(ignored)
+
+
+def test_the_shipped_mc_experiment_ships_four_channel_students_of_its_runs():
+    """``make reproduce-mc --ship``'s output: a 4-channel student per distillation method, each
+    the best seed's run, scored on microphone A of mc-small, distilled from lite-teacher-mc4."""
+    from tfckd_lite import pretrained
+
+    shipped = experiment.shipped_results("A")
+    if shipped is None:
+        pytest.skip("the multi-channel experiment is not shipped yet (make reproduce-mc)")
+    for method, entry in shipped["methods"].items():
+        if method == "none":
+            continue
+        name = f"{shipped['config']['student']}-{method}"
+        assert name == f"lite-student-mc4-{method}"
+        info = pretrained.describe(name)
+        assert f" --seed {entry['best_seed']} " in info["command"] + " "
+        assert "--mics A" in info["command"]
+        assert info["teacher"] == "lite-teacher-mc4" and info["test"]["corpus_options"] == {
+            "mics": "A"}
+        assert info["test"]["summary"]["clips"] == 200
+        assert pretrained.load(name).config.in_channels == 4

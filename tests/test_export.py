@@ -108,14 +108,16 @@ def test_export_reads_the_microphones_of_a_multichannel_run(mc_mini, tmp_path, s
 
 
 def test_shipped_listings_leave_the_multichannel_teachers_out(tmp_path, monkeypatch):
-    """With lite-teacher-mc4 and lite-teacher-w shipped next to the single-channel models (here
-    copies of other models under their names), the comparison widget's default systems are
-    still the single-channel models trained on the reduced set."""
+    """With lite-teacher-mc4, lite-teacher-w and a distilled lite-student-mc4-<method> shipped
+    next to the single-channel models (here copies of other models under their names), the
+    comparison widget's default systems are still the single-channel models trained on the
+    reduced set."""
     folder = tmp_path / "pretrained"
     folder.mkdir()
     copies = {"lite-teacher": "lite-teacher", "lite-student": "lite-student",
               "lite-student-tfckd": "lite-student-tfckd", "lite-student-mc4": "lite-student-mc4",
-              "lite-teacher-w": "lite-teacher", "lite-teacher-mc4": "lite-student-mc4"}
+              "lite-teacher-w": "lite-teacher", "lite-teacher-mc4": "lite-student-mc4",
+              "lite-student-mc4-tfckd": "lite-student-mc4"}
     for name, source in copies.items():
         for suffix in (".safetensors", ".json"):
             shutil.copy(pretrained.PRETRAINED_DIR / f"{source}{suffix}", folder / f"{name}{suffix}")

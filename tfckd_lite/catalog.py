@@ -57,7 +57,8 @@ NOTEBOOKS: list[NotebookEntry] = [
                   "inter-channel level and phase differences with and without reverberation, the "
                   "dry target and what reverberation costs, the 8-plane input and the mask on the "
                   "reference channel, the 4-channel teacher against a W-only one on the same scenes, "
-                  "distillation mechanics on multi-channel networks, the "
+                  "distillation on multi-channel networks and the measured experiment read at "
+                  "the seed level (λ against the seed, a checkpoint chosen by one metric), the "
                   "L3DAS23 metric from transcripts, how the simulation differs from L3DAS23",
                   "6 s"),
     NotebookEntry("08_judging_methods.ipynb", "Judging methods fairly",

@@ -148,9 +148,9 @@ from .plan import (DEFAULT_GRID, GRID_STEP, TUNING_GRIDS, UNTIMED_FACTOR, ablate
                    run_seconds, settled_kd_weight, tuned_grid, tuning_runs, tuning_scores,
                    validation_score)
 from .report import (RESULTS_DIR, SHIPPED_NAME, calibration_markdown, clipping_markdown,
-                     paired_markdown, plot_paired, plot_results, power_markdown,
+                     paired_markdown, plot_paired, plot_results, plot_tuning, power_markdown,
                      results_markdown, seed_level_markdown, ship, shipped_name, shipped_results,
-                     write_report)
+                     tuning_curves, write_report)
 from .results import (METRICS, PAIRED_METRICS, PAIRED_REFERENCE, VERDICT_LEVELS,
                       calibration_probe, collect_results, final_calibration_spread,
                       paired_comparison, paired_verdicts, run_calibration_agreement,
@@ -173,9 +173,9 @@ __all__ = [
     "tuning_runs", "tuning_scores", "validation_score", "RESULTS_DIR", "SHIPPED_NAME",
     "calibration_markdown", "clipping_markdown", "run_clipped_fraction",
     "paired_markdown",
-    "plot_paired", "plot_results", "power_markdown",
+    "plot_paired", "plot_results", "plot_tuning", "power_markdown",
     "results_markdown", "seed_level_markdown", "ship", "shipped_name", "shipped_results",
-    "write_report",
+    "tuning_curves", "write_report",
     "METRICS", "PAIRED_METRICS", "PAIRED_REFERENCE", "VERDICT_LEVELS", "calibration_probe",
     "collect_results", "final_calibration_spread", "paired_comparison", "paired_verdicts",
     "run_calibration_agreement", "verdict_interval", "SEEDS_NEEDED_LIMIT", "difference_matrix",

@@ -435,6 +435,54 @@ def plot_paired(paired: dict, axes=None):
     return fig, axes
 
 
+def tuning_curves(results: dict) -> dict[str, dict[float, float]]:
+    """``{method: {λ: validation PESQ-WB on the tuning seed}}`` for every method that tuned its
+    own λ (the methods without λ, and ablations that reuse another method's λ, are left out).
+
+    Notebooks: 07_multichannel.ipynb, 08_judging_methods.ipynb
+    """
+    return {method: {float(lam): score for lam, score in entry["tuning_valid_pesq_wb"].items()}
+            for method, entry in results["methods"].items() if entry["tuning_valid_pesq_wb"]}
+
+
+def plot_tuning(results: dict, baseline: str | None = None, ax=None):
+    """:func:`tuning_curves` over a log λ axis, a star at the λ each method chose.
+
+    Notebooks: 07_multichannel.ipynb, 08_judging_methods.ipynb
+
+    ``baseline``: a method without λ (``"none"``) drawn as a grey band from its lowest to its
+    highest validation score over its seeds, and a dashed line at its score on the tuning seed.
+    Why: the λ curves are one seed each; the band is how far the seed alone moves the score,
+    the yardstick for how much the λ choice matters. ``ax``: an axis, or ``None`` for a new
+    figure. Returns ``(fig, ax)``.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.4), layout="constrained")
+    seed = results["tuning_seed"]
+    for i, (method, curve) in enumerate(tuning_curves(results).items()):
+        lams = sorted(curve)
+        ax.plot(lams, [curve[lam] for lam in lams], "o-", color=f"C{i}", label=method)
+        chosen = results["methods"][method]["kd_weight"]
+        ax.plot(chosen, curve[chosen], "*", ms=14, color=f"C{i}", markeredgecolor="black")
+    if baseline is not None:
+        scores = {run["seed"]: run["valid_pesq_wb"] for run in results["runs"]
+                  if run["method"] == baseline}
+        if not scores:
+            raise KeyError(f"no runs of {baseline!r} in these results; methods: "
+                           f"{', '.join(results['methods'])}")
+        seeds = ", ".join(str(s) for s in sorted(scores))
+        ax.axhspan(min(scores.values()), max(scores.values()), color="0.88", zorder=0,
+                   label=f"{baseline}, seeds {seeds}")
+        if seed in scores:
+            ax.axhline(scores[seed], color="0.4", ls="--", lw=1, label=f"{baseline}, seed {seed}")
+    ax.set(xscale="log", xlabel="λ", ylabel="validation PESQ-WB",
+           title=f"λ tuning on seed {seed} (star: chosen)")
+    ax.legend(fontsize=8, ncol=3)
+    return ax.figure, ax
+
+
 def write_report(results: dict, folder: str | Path, stem: str = "results") -> dict[str, Path]:
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` atomically into ``folder``.
 
